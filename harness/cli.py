@@ -1,0 +1,84 @@
+"""Command line of the benchmark: `run` (the default), `systems`, `data`, `check`, `report`,
+`throughput`, `calibrate`.
+
+Each subcommand lives in its own module exposing `register(subparsers)`, which adds an argparse
+parser and sets `handler=<callable(args) -> int>`. TensorFlow is imported only inside handlers
+that train, so `systems`, `data`, `check` and `report` answer quickly.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from harness.errors import UserError
+
+# Modules that provide subcommands, in the order `--help` lists them.
+SUBCOMMAND_MODULES = (
+    "harness.run_command",
+    "harness.systems_command",
+    "harness.data.command",
+    "harness.compliance.command",
+    "harness.report_command",
+    "harness.throughput",
+    "harness.calibrate",
+)
+DEFAULT_SUBCOMMAND = "run"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one sentence (via UserError) instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; subcommand modules that are not present yet are skipped."""
+    parser = _Parser(
+        prog="run_benchmark.py",
+        description="NCF (NeuMF) MLPerf-style training benchmark for TensorFlow.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _with_default_subcommand(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`run_benchmark.py --system cpu` means `run_benchmark.py run --system cpu`."""
+    choices = set()
+    for action in parser._actions:  # noqa: SLF001 - argparse exposes no public accessor
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            choices = set(action.choices)
+    if argv and (argv[0] in choices or argv[0] in ("-h", "--help")):
+        return argv
+    if DEFAULT_SUBCOMMAND in choices:
+        return [DEFAULT_SUBCOMMAND, *argv]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and turn user mistakes into one line on stderr plus a non-zero exit."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(_with_default_subcommand(args_list, parser))
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 2
+        return int(handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130

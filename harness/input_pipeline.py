@@ -1,0 +1,85 @@
+"""Feeding epochs and the eval set to the replicas through `distribute_datasets_from_function`.
+
+Each host generates only its own shard of an epoch (the counter-based sampler makes any shard
+exactly reproducible), pads it with zero-weight examples to a whole number of global steps, and
+hands it to tf.data as ready-made batches: one dataset element per per-replica batch, so tf.data
+does no per-example work. Every host runs the same number of steps, so collectives line up.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from reference import constants
+from reference.eval_rows import padding_rows
+
+
+def steps_for(total: int, global_batch: int) -> int:
+    """Global steps needed to cover `total` examples (the last one padded)."""
+    return max(1, math.ceil(total / global_batch))
+
+
+def _pad(array: np.ndarray, length: int, fill: Any = 0) -> np.ndarray:
+    if len(array) == length:
+        return array
+    out = np.full((length,) + array.shape[1:], fill, dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                  steps: int, global_batch: int, num_hosts: int) -> Any:
+    """This host's shard of one epoch as a distributed dataset of (users, items, labels, valid)."""
+    import tensorflow as tf
+
+    per_host = global_batch // num_hosts
+    length = steps * per_host
+    if len(users) > length:
+        raise ValueError(f"shard of {len(users)} examples does not fit {steps} steps of {per_host}")
+    valid = _pad(np.ones(len(users), np.float32), length)
+    columns = [_pad(users.astype(np.int32), length), _pad(items.astype(np.int32), length),
+               _pad(labels.astype(np.float32), length), valid]
+
+    def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = ctx.get_per_replica_batch_size(global_batch)
+        batched = tuple(c.reshape(-1, per_replica) for c in columns)
+        return tf.data.Dataset.from_tensor_slices(batched).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(make)
+
+
+def eval_shard(num_users: int, users_per_replica: int, num_replicas: int, num_hosts: int,
+               host: int) -> tuple[slice, int, int]:
+    """(this host's user slice, its padded row count, eval steps) for sharded evaluation."""
+    per_step = users_per_replica * num_replicas
+    steps = steps_for(num_users, per_step)
+    per_host_rows = steps * per_step // num_hosts
+    start = min(num_users, host * per_host_rows)
+    stop = min(num_users, start + per_host_rows)
+    return slice(start, stop), per_host_rows, steps
+
+
+def eval_dataset(strategy: Any, eval_items: np.ndarray, dup_mask: np.ndarray, users_per_replica: int,
+                 num_replicas: int, num_hosts: int, host: int) -> tuple[Any, int]:
+    """This host's rows of the eval set, padded with zero-weight rows; returns (dataset, steps)."""
+    import tensorflow as tf
+
+    rows, length, steps = eval_shard(len(eval_items), users_per_replica, num_replicas, num_hosts, host)
+    users = np.arange(rows.start, rows.stop, dtype=np.int32)
+    items, mask = eval_items[rows], dup_mask[rows]
+    n_pad = length - len(users)
+    if n_pad:
+        pad_items, pad_mask = padding_rows(n_pad)
+        users = _pad(users, length)
+        items = np.concatenate([items, pad_items.astype(items.dtype)])
+        mask = np.concatenate([mask, pad_mask.astype(mask.dtype)])
+    row = constants.EVAL_ROW
+
+    def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(
+            (users.reshape(-1, users_per_replica), items.reshape(-1, users_per_replica, row),
+             mask.reshape(-1, users_per_replica, row))).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(make), steps

@@ -1,0 +1,406 @@
+"""The timed benchmark: init, then run_start .. run_stop, for each of `plan.runs` runs.
+
+The order of work follows the MLPerf rules (REFERENCE §6):
+  init_start .. init_stop   strategy, model, optimizer state, compiled steps (untimed, logged)
+  run_start                 eval negatives + duplicate mask are made here, inside the timed region
+  every epoch               fresh training negatives and shuffle (generated one epoch ahead in a
+                            background thread, still inside the timed region), training, then a
+                            full eval of all users x 1,000 candidates
+  run_stop                  success the moment HR@10 >= target; aborted at max epochs, on Ctrl-C /
+                            SIGTERM (interrupted) or on an error, with the reason in the metadata
+Only the chief writes the log and the summary; every run's log is checked right after run_stop.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import resource
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import __version__
+from harness.atomic import atomic_write_text
+from harness.cache_clear import clear_page_cache
+from harness.errors import UserError
+from harness.mlperf_log import RunLog
+from harness.plan import RunPlan
+from reference import constants
+
+
+class RunInterrupted(BaseException):
+    """SIGTERM (or a second signal) turned into an exception so the log can be closed properly."""
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_s: float
+    eval_s: float
+    input_wait_s: float
+    examples: int
+    examples_per_s: float
+    eval_pairs_per_s: float
+    hit_rate: float
+    ndcg: float
+    loss: float
+
+
+@dataclass
+class RunOutcome:
+    index: int | None
+    seed: int
+    status: str                   # success | aborted
+    abort_reason: str | None      # max_epochs | interrupted | error | None
+    epochs: list[EpochStats] = field(default_factory=list)
+    time_to_train_s: float | None = None
+    init_s: float | None = None
+    log_path: str | None = None
+    summary_path: str | None = None
+    verdict: dict | None = None
+
+    @property
+    def best_hr(self) -> float:
+        return max((e.hit_rate for e in self.epochs), default=0.0)
+
+
+def eval_set_sha256(items: np.ndarray, mask: np.ndarray) -> str:
+    """Fingerprint of the eval set: equal hashes prove two runs ranked the same candidates."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(items, dtype=np.int32).tobytes())
+    digest.update(np.ascontiguousarray(mask, dtype=np.int8).tobytes())
+    return digest.hexdigest()
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+class BenchmarkSession:
+    """Loads the data and builds the strategy once, then executes the planned runs."""
+
+    def __init__(self, plan: RunPlan, profile: Any, display: Any,
+                 project_root: str) -> None:
+        self.plan = plan
+        self.profile = profile
+        self.display = display
+        self.project_root = project_root
+        self.data = None
+        self.strategy = None
+        self.topology = None
+        self.provenance: dict = {}
+
+    # -- set-up (not part of any run's timed region) ----------------------------------------
+    def load_data(self) -> None:
+        from harness.data.prepare import load_dataset
+
+        self.display.note(f"preparing dataset {self.plan.dataset} ...")
+        self.data = load_dataset(self.plan.dataset, data_dir=self.plan.data_dir,
+                                 cache_dir=self.plan.cache_dir, mirror=self.plan.mirror)
+        self.plan.with_data_verification(self.data.verification)
+
+    def configure_tensorflow(self) -> None:
+        """Threads, logical devices and determinism must be set before TensorFlow starts up."""
+        import tensorflow as tf
+
+        threads = self.plan.cpu_threads or {}
+        if threads.get("intra_op"):
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads["intra_op"]))
+        if threads.get("inter_op"):
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads["inter_op"]))
+        if self.plan.strategy == "mirrored" and self.plan.device == "cpu":
+            cpus = tf.config.list_physical_devices("CPU")
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * self.plan.devices_per_host)
+        if self.plan.deterministic:
+            tf.config.experimental.enable_op_determinism()
+
+    def build_strategy(self) -> None:
+        from harness.strategy import build_strategy
+
+        self.strategy, self.topology = build_strategy(
+            self.plan.strategy, self.plan.device, self.plan.devices_per_host, self.plan.num_hosts,
+            tpu_name=self.plan.tpu, worker_hosts=self.plan.worker_hosts, task_index=self.plan.task_index)
+
+    def collect_provenance(self) -> None:
+        from harness.provenance import collect_provenance
+
+        self.provenance = collect_provenance()
+
+    # -- the runs ---------------------------------------------------------------------------
+    def _claim_result(self) -> tuple[int | None, Path | None, Path | None]:
+        if not self.topology.is_chief:
+            return None, None, None
+        from harness.results_tree import ResultsTree
+
+        tree = ResultsTree(self.plan.results_root)
+        n, log_path, summary_path = tree.claim_next_result(self.plan.system_name)
+        return n, Path(log_path), Path(summary_path)
+
+    def run_once(self, seed: int) -> RunOutcome:
+        index, log_path, summary_path = self._claim_result()
+        log = RunLog(log_path)
+        outcome = RunOutcome(index=index, seed=seed, status="aborted", abort_reason=None,
+                             log_path=str(log_path) if log_path else None,
+                             summary_path=str(summary_path) if summary_path else None)
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading_is_main():
+            signal.signal(signal.SIGTERM, _raise_interrupted)
+        run_started = False
+        extra: dict = {}
+        try:
+            run_started = self._execute(seed, log, outcome, extra)
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            self._abort(log, outcome, "interrupted", run_started, extra, str(exc) or type(exc).__name__)
+            raise KeyboardInterrupt from exc
+        except UserError as exc:
+            self._abort(log, outcome, "error", run_started, extra, str(exc))
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure must still close the log
+            reason = _describe_failure(exc)
+            self._abort(log, outcome, "error", run_started, extra, reason)
+            raise UserError(f"The run failed: {reason}") from exc
+        finally:
+            if threading_is_main():
+                signal.signal(signal.SIGTERM, previous)
+            log.close()
+        self._finish(outcome, extra, complete=True)
+        return outcome
+
+    def _abort(self, log: RunLog, outcome: RunOutcome, reason: str, run_started: bool,
+               extra: dict, detail: str) -> None:
+        outcome.status, outcome.abort_reason = "aborted", reason
+        extra["abort_detail"] = detail
+        if run_started:
+            log.end("run_stop", metadata={"status": "aborted", "abort_reason": reason})
+            outcome.time_to_train_s = time.time() - extra.get("run_start_time", time.time())
+        log.close()
+        self._finish(outcome, extra, complete=False)
+
+    def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, extra: dict) -> bool:
+        """One run; returns True once run_start was logged (so aborts know to log run_stop)."""
+        import tensorflow as tf
+
+        from harness.input_pipeline import eval_dataset, steps_for, train_dataset
+        from harness.trainer import Trainer
+        from reference.eval_rows import duplicate_mask, eval_items
+        from reference.model import NeuMF
+        from reference.optimizer import AdamConfig
+
+        plan, data, topo = self.plan, self.data, self.topology
+        cleared, why_not = clear_page_cache() if topo.is_chief else (False, "not the chief")
+        if not cleared:
+            self.display.warn(f"cache_clear logged as false: {why_not}")
+        self._log_header(log, cleared)
+        init_t0 = time.time()
+        log.start("init_start")
+        self._log_hyperparameters(log, seed)
+        dtype = {"fp32": tf.float32, "mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}[plan.precision]
+        with self.strategy.scope():
+            model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
+                          seed=seed, compute_dtype=dtype)
+        adam = AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon)
+        trainer = Trainer(self.strategy, model, adam, match_mlperf=plan.match_mlperf, xla=plan.xla)
+        self._compile(trainer)
+        log.end("init_stop")
+        outcome.init_s = time.time() - init_t0
+
+        log.start("run_start")
+        run_t0 = time.time()
+        extra["run_start_time"] = run_t0
+        cpu0 = _cpu_seconds()
+        from harness.data.sampling import epoch_examples, eval_negatives
+
+        negatives = eval_negatives(data, seed, plan.num_eval_negatives)
+        items = eval_items(negatives, data.test_items)
+        mask = duplicate_mask(items)
+        extra["eval_set_sha256"] = eval_set_sha256(items, mask)
+        log.event("eval_set_sha256", extra["eval_set_sha256"])
+        eval_ds, eval_steps = eval_dataset(self.strategy, items, mask, plan.eval_users_per_replica,
+                                           topo.num_replicas, topo.num_hosts, topo.task_index)
+        del negatives
+        positives = len(data.train_users)
+        total_examples = positives * (1 + plan.num_neg)
+        steps = steps_for(total_examples, plan.batch_size)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="negatives")
+
+        def generate(epoch: int):
+            return epoch_examples(data, seed, epoch, plan.num_neg, shard=topo.task_index, num_shards=topo.num_hosts)
+
+        try:
+            upcoming = pool.submit(generate, 1)
+            success = False
+            for epoch in range(1, plan.max_epochs + 1):
+                meta = {"epoch_num": epoch}
+                log.start("block_start", metadata={"first_epoch_num": epoch, "epoch_count": 1})
+                log.start("epoch_start", metadata=meta)
+                t0 = time.time()
+                users, items_e, labels = upcoming.result()
+                wait = time.time() - t0
+                if epoch < plan.max_epochs:
+                    upcoming = pool.submit(generate, epoch + 1)
+                dataset = train_dataset(self.strategy, users, items_e, labels, steps, plan.batch_size, topo.num_hosts)
+                loss = self._train_epoch(trainer, dataset, steps, epoch)
+                train_s = time.time() - t0
+                log.end("epoch_stop", metadata=meta)
+                log.start("eval_start", metadata=meta)
+                e0 = time.time()
+                sums = trainer.evaluate(eval_ds, eval_steps)
+                eval_s = time.time() - e0
+                log.event("eval_accuracy", sums.hit_rate, metadata=meta)
+                log.event("eval_ndcg", sums.ndcg_mean, metadata=meta)
+                log.end("eval_stop", metadata=meta)
+                log.end("block_stop", metadata={"first_epoch_num": epoch})
+                stats = EpochStats(epoch, train_s, eval_s, wait, total_examples, total_examples / train_s,
+                                   data.num_users * constants.EVAL_ROW / eval_s, sums.hit_rate, sums.ndcg_mean, loss)
+                outcome.epochs.append(stats)
+                self.display.epoch_done(stats, plan.target)
+                if sums.hit_rate >= plan.target:
+                    success = True
+                    break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        outcome.time_to_train_s = time.time() - run_t0
+        outcome.status = "success" if success else "aborted"
+        outcome.abort_reason = None if success else "max_epochs"
+        meta = {"status": outcome.status}
+        if not success:
+            meta["abort_reason"] = "max_epochs"
+        log.end("run_stop", metadata=meta)
+        extra["cpu_cores_used"] = (_cpu_seconds() - cpu0) / max(outcome.time_to_train_s, 1e-9)
+        return True
+
+    def _train_epoch(self, trainer: Any, dataset: Any, steps: int, epoch: int) -> float:
+        import tensorflow as tf
+
+        iterator = iter(dataset)
+        done, total = 0, 0.0
+        self.display.epoch_progress(epoch, 0, steps)
+        while done < steps:
+            n = min(self.plan.steps_per_call, steps - done)
+            total += float(trainer.train_steps(iterator, tf.constant(n)))
+            done += n
+            self.display.epoch_progress(epoch, done, steps)
+        return total / steps
+
+    def _compile(self, trainer: Any) -> None:
+        """Trace (and XLA-compile) the train and eval steps during init, leaving the model as it was.
+
+        The warm-up batches are all padding (valid = 0): gradients are zero, so Adam's moments stay
+        zero and every weight update is exactly 0; only the step counter moves, and it is reset.
+        """
+        import tensorflow as tf
+
+        from harness.input_pipeline import eval_dataset, train_dataset
+        from reference.eval_rows import padding_rows
+
+        plan, topo = self.plan, self.topology
+        empty = np.zeros(0, np.int32)
+        warm = train_dataset(self.strategy, empty, empty, empty.astype(np.float32), 1, plan.batch_size, topo.num_hosts)
+        trainer.train_steps(iter(warm), tf.constant(1))
+        with self.strategy.scope():
+            for var in [trainer.step, *trainer.m, *trainer.v]:
+                var.assign(tf.zeros_like(var))
+        rows = plan.eval_users_per_replica * topo.num_replicas
+        pad_items, pad_mask = padding_rows(rows)
+        warm_eval, n = eval_dataset(self.strategy, pad_items, pad_mask, plan.eval_users_per_replica,
+                                    topo.num_replicas, topo.num_hosts, topo.task_index)
+        trainer.evaluate(warm_eval, n)
+
+    # -- log and summary --------------------------------------------------------------------
+    def _log_header(self, log: RunLog, cleared: bool) -> None:
+        desc = getattr(self.profile, "description", {}) or {}
+        log.event("submission_benchmark", constants.BENCHMARK)
+        log.event("submission_org", desc.get("submitter", "ncf-benchmark"))
+        log.event("submission_division", self.plan.division)
+        log.event("submission_status", desc.get("status", "onprem"))
+        log.event("submission_platform", self.plan.system_name)
+        log.event("cache_clear", cleared)
+
+    def _log_hyperparameters(self, log: RunLog, seed: int) -> None:
+        plan, data, topo = self.plan, self.data, self.topology
+        prov = self.provenance
+        for key, value in [
+            ("seed", seed), ("global_batch_size", plan.batch_size), ("opt_name", plan.optimizer),
+            ("opt_base_learning_rate", plan.learning_rate), ("opt_adam_beta_1", plan.beta1),
+            ("opt_adam_beta_2", plan.beta2), ("opt_adam_epsilon", plan.epsilon),
+            ("preproc_hp_min_ratings", constants.MIN_RATINGS), ("preproc_hp_num_eval", plan.num_eval_negatives),
+            ("preproc_hp_sample_eval_replacement", True), ("input_hp_num_neg", plan.num_neg),
+            ("input_hp_sample_train_replacement", True), ("eval_hp_num_users", data.num_users),
+            ("eval_hp_num_neg", plan.num_eval_negatives), ("eval_hp_match_mlperf", plan.match_mlperf),
+            ("model_hp_mf_dim", plan.mf_dim), ("model_hp_mlp_layer_sizes", list(plan.layers)),
+            ("model_hp_loss_fn", constants.LOSS_FN), ("eval_target", plan.target),
+            ("train_samples", len(data.train_users) * (1 + plan.num_neg)),
+            ("eval_samples", data.num_users * constants.EVAL_ROW),
+            ("dataset_name", data.name), ("dataset_verification", data.verification),
+            ("dataset_sha256", data.raw_sha256), ("dataset_preparation_version", data.preparation_version),
+            ("dataset_train_positives", len(data.train_users)),
+            ("harness_version", __version__), ("harness_git_commit", prov.get("git_commit", "unknown")),
+            ("framework_version", f"TensorFlow {prov.get('tensorflow_version', 'unknown')}"),
+            ("system_name", plan.system_name), ("num_replicas", topo.num_replicas),
+            ("num_hosts", topo.num_hosts), ("precision", plan.precision), ("xla", plan.xla),
+        ]:
+            log.event(key, value)
+
+    def _finish(self, outcome: RunOutcome, extra: dict, complete: bool) -> None:
+        """Check the log (chief), then write the run summary beside it atomically."""
+        if outcome.log_path is None:
+            return
+        try:
+            from harness.compliance.checker import check_log
+
+            verdict = check_log(outcome.log_path)
+            outcome.verdict = {"passed": verdict.passed, "failures": list(verdict.failures),
+                               "warnings": list(verdict.warnings), "division": verdict.division}
+        except ImportError:
+            outcome.verdict = None
+        from harness.provenance import host_fingerprint
+
+        summary = {
+            "benchmark": constants.BENCHMARK, "complete": complete, "status": outcome.status,
+            "abort_reason": outcome.abort_reason, "abort_detail": extra.get("abort_detail"),
+            "result_index": outcome.index, "seed": outcome.seed, "system_name": self.plan.system_name,
+            "profile": self.plan.system, "division": self.plan.division, "open_reasons": self.plan.open_reasons,
+            "dataset": {"name": self.data.name, "verification": self.data.verification,
+                        "sha256": self.data.raw_sha256, "preparation_version": self.data.preparation_version,
+                        "users": self.data.num_users, "items": self.data.num_items,
+                        "train_positives": int(len(self.data.train_users))},
+            "target": self.plan.target, "time_to_train_s": outcome.time_to_train_s, "init_s": outcome.init_s,
+            "epochs_run": len(outcome.epochs), "best_hit_rate": outcome.best_hr,
+            "epochs": [asdict(e) for e in outcome.epochs],
+            "eval_set_sha256": extra.get("eval_set_sha256"),
+            "peak_rss_bytes": _peak_rss_bytes(), "cpu_cores_used": extra.get("cpu_cores_used"),
+            "host_fingerprint": host_fingerprint(), "plan": self.plan.to_dict(),
+            "provenance": self.provenance, "compliance": outcome.verdict, "log": Path(outcome.log_path).name,
+        }
+        atomic_write_text(outcome.summary_path, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise RunInterrupted(f"signal {signal.Signals(signum).name}")
+
+
+def _describe_failure(exc: Exception) -> str:
+    """One line for the log and the user; collective failures mean a peer worker is gone."""
+    name = type(exc).__name__
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if name in ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError"):
+        return f"a worker stopped answering or the collective timed out ({name}: {message[:200]})"
+    return f"{name}: {message[:300]}"
