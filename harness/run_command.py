@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from harness.hardware import check_declared_hardware
 
-    check_declared_hardware(profile, tpu_name=args.tpu)
+    found = check_declared_hardware(profile, tpu_name=args.tpu, worker_hosts=args.worker_hosts,
+                                    task_index=args.task_index)
+    plan.tpu = (found.get("tpu") or {}).get("name", plan.tpu)
     from harness.runner import BenchmarkSession
 
     session = BenchmarkSession(plan, profile, display, str(PROJECT_ROOT))

@@ -139,13 +139,15 @@ class BenchmarkSession:
         self.provenance = collect_provenance()
 
     # -- the runs ---------------------------------------------------------------------------
+    def _results_tree(self) -> Any:
+        from harness.results_tree import ResultsTree
+
+        return ResultsTree(self.plan.results_root)
+
     def _claim_result(self) -> tuple[int | None, Path | None, Path | None]:
         if not self.topology.is_chief:
             return None, None, None
-        from harness.results_tree import ResultsTree
-
-        tree = ResultsTree(self.plan.results_root)
-        n, log_path, summary_path = tree.claim_next_result(self.plan.system_name)
+        n, log_path, summary_path = self._results_tree().claim_next_result(self.plan.system_name)
         return n, Path(log_path), Path(summary_path)
 
     def run_once(self, seed: int) -> RunOutcome:
@@ -187,6 +189,9 @@ class BenchmarkSession:
             outcome.time_to_train_s = time.time() - extra.get("run_start_time", time.time())
         log.close()
         self._finish(outcome, extra, complete=False)
+        if outcome.index is not None and reason in ("interrupted", "error"):
+            # An interrupted or crashed run is no result: move it out of the counted names.
+            outcome.log_path = str(self._results_tree().mark_incomplete(outcome.index, self.plan.system_name))
 
     def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, extra: dict) -> bool:
         """One run; returns True once run_start was logged (so aborts know to log run_stop)."""
