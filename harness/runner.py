@@ -329,7 +329,7 @@ class BenchmarkSession:
         log.event("submission_benchmark", constants.BENCHMARK)
         log.event("submission_org", desc.get("submitter", "ncf-benchmark"))
         log.event("submission_division", self.plan.division)
-        log.event("submission_status", desc.get("status", "onprem"))
+        log.event("submission_status", _submission_status(desc.get("status", "onprem")))
         log.event("submission_platform", self.plan.system_name)
         log.event("cache_clear", cleared)
 
@@ -390,6 +390,12 @@ class BenchmarkSession:
             "provenance": self.provenance, "compliance": outcome.verdict, "log": Path(outcome.log_path).name,
         }
         atomic_write_text(outcome.summary_path, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def _submission_status(status: str) -> str:
+    """The log's status word; system descriptions may use the long form of newer rulesets."""
+    long_forms = {"available on-premise": "onprem", "available cloud": "cloud"}
+    return long_forms.get(status.strip().lower(), status)
 
 
 def threading_is_main() -> bool:
