@@ -112,7 +112,9 @@ class BenchmarkSession:
 
     def configure_tensorflow(self) -> None:
         """Threads, logical devices and determinism must be set before TensorFlow starts up."""
-        import tensorflow as tf
+        from harness.tf_runtime import start_tensorflow
+
+        tf = start_tensorflow()
 
         threads = self.plan.cpu_threads or {}
         if threads.get("intra_op"):
