@@ -109,6 +109,11 @@ class BenchmarkSession:
         self.data = load_dataset(self.plan.dataset, data_dir=self.plan.data_dir,
                                  cache_dir=self.plan.cache_dir, mirror=self.plan.mirror)
         self.plan.with_data_verification(self.data.verification)
+        from harness.data.sampling import build_tables
+
+        # Positive-item lookup tables are per-dataset preparation (like the leave-one-out split),
+        # not per-run work, so they are built before any run's timed region.
+        build_tables(self.data)
 
     def configure_tensorflow(self) -> None:
         """Threads, logical devices and determinism must be set before TensorFlow starts up."""
