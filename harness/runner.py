@@ -166,19 +166,18 @@ class BenchmarkSession:
         previous = signal.getsignal(signal.SIGTERM)
         if threading_is_main():
             signal.signal(signal.SIGTERM, _raise_interrupted)
-        run_started = False
         extra: dict = {}
         try:
-            run_started = self._execute(seed, log, outcome, extra)
+            self._execute(seed, log, outcome, extra)
         except (KeyboardInterrupt, RunInterrupted) as exc:
-            self._abort(log, outcome, "interrupted", run_started, extra, str(exc) or type(exc).__name__)
+            self._abort(log, outcome, "interrupted", extra, str(exc) or type(exc).__name__)
             raise KeyboardInterrupt from exc
         except UserError as exc:
-            self._abort(log, outcome, "error", run_started, extra, str(exc))
+            self._abort(log, outcome, "error", extra, str(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - every failure must still close the log
             reason = _describe_failure(exc)
-            self._abort(log, outcome, "error", run_started, extra, reason)
+            self._abort(log, outcome, "error", extra, reason)
             raise UserError(f"The run failed: {reason}") from exc
         finally:
             if threading_is_main():
@@ -187,21 +186,21 @@ class BenchmarkSession:
         self._finish(outcome, extra, complete=True)
         return outcome
 
-    def _abort(self, log: RunLog, outcome: RunOutcome, reason: str, run_started: bool,
-               extra: dict, detail: str) -> None:
+    def _abort(self, log: RunLog, outcome: RunOutcome, reason: str, extra: dict, detail: str) -> None:
         outcome.status, outcome.abort_reason = "aborted", reason
         extra["abort_detail"] = detail
-        if run_started:
+        if "run_start_time" in extra and not extra.get("run_stopped"):
+            # run_start was logged: the log must end with run_stop, aborted, and the reason.
             log.end("run_stop", metadata={"status": "aborted", "abort_reason": reason})
-            outcome.time_to_train_s = time.time() - extra.get("run_start_time", time.time())
+            outcome.time_to_train_s = time.time() - extra["run_start_time"]
         log.close()
         self._finish(outcome, extra, complete=False)
         if outcome.index is not None and reason in ("interrupted", "error"):
             # An interrupted or crashed run is no result: move it out of the counted names.
             outcome.log_path = str(self._results_tree().mark_incomplete(outcome.index, self.plan.system_name))
 
-    def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, extra: dict) -> bool:
-        """One run; returns True once run_start was logged (so aborts know to log run_stop)."""
+    def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, extra: dict) -> None:
+        """One run; `extra` records progress (run_start_time once run_start is logged) for aborts."""
         import tensorflow as tf
 
         from harness.input_pipeline import eval_dataset, steps_for, train_dataset
@@ -248,7 +247,9 @@ class BenchmarkSession:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="negatives")
 
         def generate(epoch: int):
-            return epoch_examples(data, seed, epoch, plan.num_neg, shard=topo.task_index, num_shards=topo.num_hosts)
+            # Host h takes its block of every global step: any host count trains on the same batches.
+            return epoch_examples(data, seed, epoch, plan.num_neg, shard=topo.task_index, num_shards=topo.num_hosts,
+                                  block=plan.batch_size // topo.num_hosts if topo.num_hosts > 1 else None)
 
         try:
             upcoming = pool.submit(generate, 1)
@@ -290,8 +291,8 @@ class BenchmarkSession:
         if not success:
             meta["abort_reason"] = "max_epochs"
         log.end("run_stop", metadata=meta)
+        extra["run_stopped"] = True
         extra["cpu_cores_used"] = (_cpu_seconds() - cpu0) / max(outcome.time_to_train_s, 1e-9)
-        return True
 
     def _train_epoch(self, trainer: Any, dataset: Any, steps: int, epoch: int) -> float:
         import tensorflow as tf
@@ -416,9 +417,12 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 
 def _describe_failure(exc: Exception) -> str:
-    """One line for the log and the user; collective failures mean a peer worker is gone."""
-    name = type(exc).__name__
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    if name in ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError"):
-        return f"a worker stopped answering or the collective timed out ({name}: {message[:200]})"
-    return f"{name}: {message[:300]}"
+    """One line for the log and the user; collective failures name the lost peer."""
+    from harness.strategy import describe_distributed_failure
+
+    distributed = describe_distributed_failure(exc)
+    if distributed is not None:
+        return distributed
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {message[:300]}"

@@ -40,7 +40,7 @@ DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "ml-1m": DatasetDefaults(0.50, "provisional", **_SMALL),
     "ml-100k": DatasetDefaults(0.40, "provisional", **_SMALL),
     "ml-latest-small": DatasetDefaults(0.29, "calibrated", **_SMALL),
-    "synthetic-small": DatasetDefaults(0.50, "calibrated", **{**_SMALL, "batch_size": 4_096, "learning_rate": 0.002,
+    "synthetic-small": DatasetDefaults(0.53, "calibrated", **{**_SMALL, "batch_size": 4_096, "learning_rate": 0.002,
                                                             "max_epochs": 12,
                                                             "source": "harness default for the offline quick start"}),
     "synthetic-ml20m": DatasetDefaults(0.50, "provisional", **_ML20M),

@@ -183,3 +183,24 @@ def test_epoch_permutation_mixes_neighbours() -> None:
     gaps = np.abs(np.diff(examples))
     assert np.median(gaps) > size / 10  # a uniform shuffle gives a median gap of ~0.29 * size
     assert abs(np.corrcoef(np.arange(size), examples)[0, 1]) < 0.01
+
+
+def test_block_shards_interleave_into_the_global_steps_of_one_host():
+    """Host h's k-th block is its slice of global step k: hosts together see one host's batches."""
+    from harness.data.prepare import from_ratings
+    from harness.data.sampling import epoch_examples
+
+    rng = np.random.default_rng(5)
+    users = np.repeat(np.arange(60), 25)
+    data = from_ratings("block-test", users, rng.integers(0, 400, users.size), np.arange(users.size))
+    whole = epoch_examples(data, 3, 2)
+    global_batch, hosts = 96, 2
+    parts = [epoch_examples(data, 3, 2, shard=h, num_shards=hosts, block=global_batch // hosts)
+             for h in range(hosts)]
+    block = global_batch // hosts
+    for column in range(3):
+        rebuilt = []
+        for k in range(-(-len(whole[0]) // block)):
+            host, index = k % hosts, k // hosts
+            rebuilt.append(parts[host][column][index * block:(index + 1) * block])
+        np.testing.assert_array_equal(np.concatenate(rebuilt), whole[column])

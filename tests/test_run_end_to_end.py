@@ -70,10 +70,10 @@ def test_quick_start_log_parses_and_has_every_key_in_order(quick_run):
     keys = [e.key for e in parsed]
     positions = [keys.index(k) for k in ORDERED_KEYS]
     assert positions == sorted(positions), [k for k, p in zip(ORDERED_KEYS, positions)]
-    epochs = [e.metadata["epoch_num"] for e in parsed if e.key == "eval_accuracy"]
+    epochs = [e.value["metadata"]["epoch_num"] for e in parsed if e.key == "eval_accuracy"]
     assert epochs == list(range(1, len(epochs) + 1))
     stop = [e for e in parsed if e.key == "run_stop"][0]
-    assert stop.metadata["status"] == "success"
+    assert stop.value["metadata"]["status"] == "success"
 
 
 @pytest.mark.slow

@@ -316,37 +316,61 @@ def shard_bounds(total: int, shard: int, num_shards: int) -> tuple[int, int]:
     return shard * total // num_shards, (shard + 1) * total // num_shards
 
 
-def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM_NEG, shard: int = 0,
-                   num_shards: int = 1, positives: PositiveSet | None = None, workers: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users int32, items int32, labels float32): this shard's contiguous slice of the shuffled epoch.
+def shard_ranges(size: int, shard: int, num_shards: int, block: int | None = None) -> list[tuple[int, int]]:
+    """The position ranges of one shard: one contiguous slice, or every num_shards-th block.
 
-    The full epoch has every training positive once plus `num_neg` fresh negatives per positive;
-    shard i of n is positions [i * M // n, (i + 1) * M // n) of its shuffled order, so the shards
-    of any split concatenate to the unsharded epoch.
+    With `block` = global batch // hosts, host h's k-th block is exactly its part of global step
+    k of the unsharded epoch, so a multi-host run trains on the same global batches, in the same
+    order, as a single host.
+    """
+    if block is None:
+        return [shard_bounds(size, shard, num_shards)]
+    if block < 1:
+        raise ValueError(f"block must be positive, got {block}")
+    shard_bounds(size, shard, num_shards)  # validates shard
+    starts = range(shard * block, size, block * num_shards)
+    return [(start, min(start + block, size)) for start in starts]
+
+
+def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM_NEG, shard: int = 0,
+                   num_shards: int = 1, positives: PositiveSet | None = None, workers: int | None = None,
+                   block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users int32, items int32, labels float32): this shard's part of the shuffled epoch.
+
+    The full epoch has every training positive once plus `num_neg` fresh negatives per positive.
+    Without `block`, shard i of n is positions [i * M // n, (i + 1) * M // n) of its shuffled order,
+    so the shards of any split concatenate to the unsharded epoch; with `block`, shard i holds the
+    blocks i, i + n, i + 2n, ... of `block` positions (see `shard_ranges`).
     """
     positives = positives or positive_set(data)
     packed = _packed_positives(data)
     total = data.num_train
     size = total * (1 + num_neg)
-    lo, hi = shard_bounds(size, shard, num_shards)
+    ranges = shard_ranges(size, shard, num_shards, block)
     permutation = EpochPermutation(size, stream_key(seed, _SHUFFLE, epoch))
     key = stream_key(seed, _TRAIN, epoch)
-    users = np.empty(hi - lo, dtype=np.int32)
-    items = np.empty(hi - lo, dtype=np.int32)
-    labels = np.empty(hi - lo, dtype=np.float32)
+    length = sum(hi - lo for lo, hi in ranges)
+    users = np.empty(length, dtype=np.int32)
+    items = np.empty(length, dtype=np.int32)
+    labels = np.empty(length, dtype=np.float32)
 
-    def work(first: int, last: int) -> None:
-        for start, stop, examples in permutation.chunks(first, last):
-            which = examples // total            # 0: the positive itself, j > 0: its j-th negative
-            pairs = np.take(packed, examples - which * total).view(np.int32).reshape(-1, 2)
-            chunk_users = np.ascontiguousarray(pairs[:, 0])
-            negative = which > 0
-            drawn = _negatives(chunk_users, examples, key, positives, wanted=negative)
-            out = slice(start - lo, stop - lo)
-            users[out] = chunk_users
-            items[out] = np.where(negative, drawn, pairs[:, 1])
-            labels[out] = ~negative
+    def fill(lo: int, hi: int, offset: int) -> None:
+        def work(first: int, last: int) -> None:
+            for start, stop, examples in permutation.chunks(first, last):
+                which = examples // total            # 0: the positive itself, j > 0: its j-th negative
+                pairs = np.take(packed, examples - which * total).view(np.int32).reshape(-1, 2)
+                chunk_users = np.ascontiguousarray(pairs[:, 0])
+                negative = which > 0
+                drawn = _negatives(chunk_users, examples, key, positives, wanted=negative)
+                out = slice(offset + start - lo, offset + stop - lo)
+                users[out] = chunk_users
+                items[out] = np.where(negative, drawn, pairs[:, 1])
+                labels[out] = ~negative
 
-    _in_parallel(lo, hi, work, workers, grain=_CHUNK)
+        _in_parallel(lo, hi, work, workers, grain=_CHUNK)
+
+    offset = 0
+    for lo, hi in ranges:
+        fill(lo, hi, offset)
+        offset += hi - lo
     return users, items, labels
