@@ -1,0 +1,680 @@
+"""`run_benchmark.py throughput`: how fast this harness trains and evaluates on a system profile.
+
+Measures, with warm-up (tracing, XLA compilation, the first steps) excluded:
+  * training examples/s through the real input pipeline and the profile's Trainer settings;
+  * eval candidate pairs/s (after the lazy-Adam catch-up, which is timed on its own);
+  * the time split of an epoch: negatives and shuffling, input (tf.data slicing), forward and
+    backward, optimizer, eval, and input wait (how much longer a step takes when fed by the
+    pipeline than when its batch is already in memory), plus the cost of generating the next
+    epoch's negatives while training (the runner overlaps them);
+  * this machine's fp32 matmul rate (a large tf.matmul) in the same invocation, and the ratio of
+    the work done (counted as the reference model's FLOPs, REFERENCE §4) to it.
+Optional: `--ablation` times the plain reference path and each fast path switched on in turn;
+`--peer` runs the TF Model Garden NCF peer (../shared/peers/tfg_ncf.sh) between two measurements
+of ours and reports the ratio. Performance claims are ratios against baselines measured in the
+same invocation; each measurement also reports the CPU time other processes used meanwhile
+("foreign cores"), because on a shared machine that is what moves absolute numbers.
+`--dry-run` prints what would run (how GPU and TPU profiles would be set up) without measuring.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.errors import UserError
+
+PEER_SCRIPT = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "tfg_ncf.sh"
+PEER_TIMEOUT_S = 3600
+MATMUL_SIZE = 3072
+
+
+# ------------------------------------------------------------------------------- command line
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from harness.run_command import add_run_arguments
+
+    p = subparsers.add_parser(
+        "throughput", help="measure training examples/s, eval pairs/s and where the time goes",
+        description="Measure this harness's training and eval throughput on a system profile (warm-up "
+                    "excluded), the time split of an epoch, and the ratio to this machine's fp32 matmul "
+                    "rate; optionally against the plain reference path (--ablation) and the TF Model "
+                    "Garden peer (--peer), measured in the same invocation.")
+    add_run_arguments(p)
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per measurement (default 20)")
+    p.add_argument("--eval-sample", type=int, default=10000,
+                   help="users evaluated for the eval rate (x 1,000 candidates; default 10,000)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also time the plain reference path and each fast path switched on in turn")
+    p.add_argument("--peer", action="store_true",
+                   help="run ../shared/peers/tfg_ncf.sh throughput <batch> <xla> between two runs of ours")
+    p.add_argument("--check-eval", action="store_true",
+                   help="also evaluate the sample with the plain reference eval on the same weights and compare")
+    p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
+                   help="before measuring, wait up to SECONDS for other processes to use < 0.3 cores")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--dry-run", action="store_true", help="show what would run and exit without measuring")
+    p.set_defaults(handler=throughput)
+
+
+def throughput(args: argparse.Namespace) -> int:
+    from harness.run_command import resolve
+
+    if args.steps < 2:
+        raise UserError(f"--steps must be at least 2, got {args.steps}.")
+    if args.eval_sample < 1:
+        raise UserError(f"--eval-sample must be positive, got {args.eval_sample}.")
+    if args.peer and not PEER_SCRIPT.is_file():
+        raise UserError(f"--peer needs {PEER_SCRIPT}, which is absent.")
+    profile, plan = resolve(args)
+    settings = _planned_settings(plan)
+    if args.dry_run:
+        _print_dry_run(plan, profile, settings, args)
+        return 0
+    from harness.hardware import check_declared_hardware
+
+    check_declared_hardware(profile, tpu_name=args.tpu)
+    report = measure(plan, profile, args)
+    if args.json:
+        print(json.dumps(report, indent=2, default=_jsonable))
+    else:
+        _print_report(report)
+    return 0
+
+
+def _planned_settings(plan: Any) -> dict:
+    from harness.fast_paths import planned_settings
+
+    return planned_settings(plan.xla, plan.num_replicas, plan.device, plan.precision, plan.optimizer)
+
+
+# ----------------------------------------------------------------------------- measurement kit
+
+@dataclass
+class Timing:
+    """Wall seconds of one measured stretch, with this process' and other processes' CPU use."""
+
+    seconds: float
+    own_cores: float | None
+    foreign_cores: float | None
+
+
+class Stopwatch:
+    """Times a stretch and how many cores this process and everything else used meanwhile.
+
+    Foreign cores come from /proc/stat (whole machine busy time minus ours), as the peer script
+    reports them; elsewhere they are None.
+    """
+
+    def __enter__(self) -> "Stopwatch":
+        self._busy0 = _machine_busy_s()
+        self._own0 = _own_cpu_s()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        seconds = max(time.perf_counter() - self._t0, 1e-9)
+        own = _own_cpu_s() - self._own0
+        busy = _machine_busy_s()
+        foreign = None if busy is None or self._busy0 is None else max(0.0, (busy - self._busy0) - own) / seconds
+        self.timing = Timing(seconds, own / seconds, foreign)
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _machine_busy_s() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_quiet(limit_s: int, threshold: float = 0.3, window_s: float = 5.0) -> float | None:
+    """Wait up to `limit_s` for other processes to use fewer than `threshold` cores; the last reading."""
+    waited, reading = 0.0, None
+    while waited < limit_s:
+        with Stopwatch() as watch:
+            time.sleep(window_s)
+        reading = watch.timing.foreign_cores
+        if reading is None or reading < threshold:
+            return reading
+        waited += window_s
+    return reading
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of a size x size x size tf.matmul (the machine's practical peak)."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform([size, size], seed=(1, 2))
+    b = tf.random.stateless_uniform([size, size], seed=(3, 4))
+    matmul = tf.function(tf.matmul)
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size ** 3 / best / 1e9
+
+
+def reference_macs_per_pair(mf_dim: int, layers: list[int]) -> int:
+    """Multiply-adds of one forward pass of the reference model (REFERENCE §4: 106,624 closed)."""
+    dense = sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    return mf_dim + dense + (mf_dim + layers[-1])
+
+
+# ---------------------------------------------------------------------------------- measuring
+
+@dataclass
+class TrainingRate:
+    examples_per_s: float
+    ms_per_step: float
+    steps: int
+    timing: Timing
+
+
+def _time_steps(run: Callable[[int], Any], steps: int, batch: int, steps_per_call: int) -> TrainingRate:
+    with Stopwatch() as watch:
+        done = 0
+        while done < steps:
+            n = min(steps_per_call, steps - done)
+            run(n)
+            done += n
+    t = watch.timing
+    return TrainingRate(steps * batch / t.seconds, 1000 * t.seconds / steps, steps, t)
+
+
+class Session:
+    """Data, strategy and one model + Trainer built the way a benchmark run builds them."""
+
+    def __init__(self, plan: Any, profile: Any) -> None:
+        from harness.progress import RunDisplay
+        from harness.runner import BenchmarkSession
+
+        self.plan = plan
+        self.bench = BenchmarkSession(plan, profile, RunDisplay(quiet=True), str(Path(__file__).resolve().parent.parent))
+        if plan.num_hosts > 1:
+            raise UserError("throughput measures one host; run it with a single-host profile.")
+        self.bench.load_data()
+        self.bench.configure_tensorflow()
+        self.bench.build_strategy()
+        self.data = self.bench.data
+        self.strategy = self.bench.strategy
+        self.topology = self.bench.topology
+        self.seed = plan.seeds[0]
+        self.eval_set: tuple | None = None   # (items, duplicate mask, Timing of making them)
+
+    def trainer(self, **options: Any) -> Any:
+        """A fresh model and Trainer with the plan's settings, overridden by `options`."""
+        import tensorflow as tf
+
+        from harness.fast_paths import example_frequencies, optimizer_impl_for
+        from harness.trainer import Trainer
+        from reference.model import NeuMF
+        from reference.optimizer import AdamConfig
+
+        plan, data = self.plan, self.data
+        dtype = {"fp32": tf.float32, "mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}[plan.precision]
+        with self.strategy.scope():
+            model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
+                          seed=self.seed, compute_dtype=dtype)
+        settings = dict(match_mlperf=plan.match_mlperf, xla=plan.xla,
+                        optimizer_impl=optimizer_impl_for(plan.optimizer),
+                        row_frequencies=example_frequencies(data, plan.num_neg))
+        settings.update(options)
+        return Trainer(self.strategy, model, AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon),
+                       **settings)
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from harness.data.sampling import epoch_examples
+
+        return epoch_examples(self.data, self.seed, epoch, self.plan.num_neg, shard=self.topology.task_index,
+                              num_shards=self.topology.num_hosts)
+
+    def train_dataset(self, arrays: tuple[np.ndarray, ...], steps: int) -> Any:
+        from harness.input_pipeline import train_dataset
+
+        n = min(len(arrays[0]), steps * self.plan.batch_size // self.topology.num_hosts)
+        return train_dataset(self.strategy, *(a[:n] for a in arrays), steps, self.plan.batch_size,
+                             self.topology.num_hosts)
+
+
+def _warm_up(trainer: Any, iterator: Any, steps_per_call: int) -> None:
+    """Compile and run the first real calls (a capacity plan may be refined after the first one)."""
+    import tensorflow as tf
+
+    for _ in range(2):
+        float(trainer.train_steps(iterator, tf.constant(steps_per_call)))
+
+
+def measure_training(session: Session, trainer: Any, arrays: tuple, steps: int) -> TrainingRate:
+    """Examples/s of `steps` steps through the real input pipeline (after `_warm_up`)."""
+    import tensorflow as tf
+
+    plan = session.plan
+    per_call = plan.steps_per_call
+    iterator = iter(session.train_dataset(arrays, steps + 2 * per_call))
+    _warm_up(trainer, iterator, per_call)
+    return _time_steps(lambda n: float(trainer.train_steps(iterator, tf.constant(n))), steps, plan.batch_size, per_call)
+
+
+def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rounds: int = 3) -> dict:
+    """Per-step ms of: input alone; a step fed by the pipeline vs by batches already in memory
+    (the difference is input wait); and, for the fused path, the step without its update
+    (forward + backward) vs with it (the difference is the optimizer).
+
+    The variants run interleaved in `rounds` rounds and report medians, so a change in machine
+    load or clock speed during the measurement affects them alike.
+    """
+    import tensorflow as tf
+
+    plan = session.plan
+    batch = plan.batch_size // session.topology.num_replicas
+    per_call = plan.steps_per_call
+    chunk = max(per_call, steps // rounds)
+    total = chunk * rounds
+    pipeline = iter(session.train_dataset(arrays, total + per_call))
+    source = iter(session.train_dataset(arrays, total))
+    with Stopwatch() as watch:
+        batches = [next(source) for _ in range(total)]
+        _sync(batches[-1])
+    out: dict = {"input_ms": 1000 * watch.timing.seconds / total}
+    columns = [tf.stack(column) for column in zip(*batches)]
+    memory = iter(tf.data.Dataset.from_tensor_slices(tuple(columns)).repeat())
+    variants: dict[str, Callable[[int], None]] = {
+        "pipeline_step_ms": lambda r: _calls(trainer, pipeline, chunk, per_call),
+        "step_in_memory_ms": lambda r: _calls(trainer, memory, chunk, per_call),
+    }
+    if trainer.fused:
+        for name, update in (("eager_step_ms", True), ("forward_backward_ms", False)):
+            step = trainer.compiled_step(batch, update=update)
+            _sync(step(*batches[0]))
+            variants[name] = functools.partial(_eager_steps, step, batches, chunk)
+    float(trainer.train_steps(pipeline, tf.constant(per_call)))    # warm both pipelines
+    float(trainer.train_steps(memory, tf.constant(per_call)))
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    foreign = []
+    for r in range(rounds):
+        for name, run in variants.items():
+            with Stopwatch() as watch:
+                run(r)
+            times[name].append(1000 * watch.timing.seconds / chunk)
+            foreign.append(watch.timing.foreign_cores or 0.0)
+    out.update({name: float(np.median(values)) for name, values in times.items()})
+    out["foreign_cores"] = float(np.mean(foreign))
+    out["input_wait_ms"] = max(0.0, out["pipeline_step_ms"] - out["step_in_memory_ms"])
+    out["input_wait_share"] = out["input_wait_ms"] / out["pipeline_step_ms"]
+    if trainer.fused:
+        out["optimizer_ms"] = max(0.0, out["eager_step_ms"] - out["forward_backward_ms"])
+    return out
+
+
+def _calls(trainer: Any, iterator: Any, steps: int, per_call: int) -> None:
+    import tensorflow as tf
+
+    done = 0
+    while done < steps:
+        n = min(per_call, steps - done)
+        float(trainer.train_steps(iterator, tf.constant(n)))
+        done += n
+
+
+def _eager_steps(step: Callable, batches: list, steps: int, round_index: int) -> None:
+    result = None
+    for i in range(steps):
+        result = step(*batches[(round_index * steps + i) % len(batches)])
+    _sync(result)
+
+
+def _sync(value: Any) -> None:
+    import tensorflow as tf
+
+    for t in tf.nest.flatten(value):
+        if hasattr(t, "numpy"):
+            t.numpy()
+
+
+def measure_overlap(session: Session, trainer: Any, arrays: tuple, steps: int) -> dict:
+    """Training while the next epoch's negatives are generated in a thread (as the runner does).
+
+    Trains at least `steps` steps and until the generation has finished, so the whole cost of
+    generating one epoch falls inside the measured window.
+    """
+    import tensorflow as tf
+
+    plan = session.plan
+    per_call = plan.steps_per_call
+    available = len(arrays[0]) // plan.batch_size
+    iterator = iter(session.train_dataset(arrays, available))
+    float(trainer.train_steps(iterator, tf.constant(per_call)))
+    done = threading.Event()
+    generation: dict = {}
+
+    def generate() -> None:
+        with Stopwatch() as watch:
+            session.epoch(2)
+        generation["timing"] = watch.timing
+        done.set()
+
+    thread = threading.Thread(target=generate, name="negatives", daemon=True)
+    trained = 0
+    with Stopwatch() as watch:
+        thread.start()
+        while (trained < steps or not done.is_set()) and trained + per_call < available:
+            float(trainer.train_steps(iterator, tf.constant(per_call)))
+            trained += per_call
+    thread.join()
+    t = watch.timing
+    rate = TrainingRate(trained * plan.batch_size / t.seconds, 1000 * t.seconds / trained, trained, t)
+    return {"rate": rate, "generation": generation["timing"], "finished_during_training": done.is_set()
+            and generation["timing"].seconds <= t.seconds}
+
+
+def measure_eval(session: Session, trainer: Any, users: int, check: bool = False) -> dict:
+    """Eval pairs/s over the first `users` users (warm-up step excluded) and the catch-up time.
+
+    With `check`, the same users are also evaluated by the plain reference eval (model forward,
+    argsort metrics) on the same weights, and both results are reported side by side.
+    """
+    from harness.data.sampling import eval_negatives
+    from harness.input_pipeline import eval_dataset
+    from reference import constants
+    from reference.eval_rows import duplicate_mask, eval_items
+
+    plan, data, topo = session.plan, session.data, session.topology
+    if session.eval_set is None:
+        with Stopwatch() as watch:
+            items = eval_items(eval_negatives(data, session.seed, plan.num_eval_negatives), data.test_items)
+            mask = duplicate_mask(items)
+        session.eval_set = (items, mask, watch.timing)
+    items, mask, setup = session.eval_set
+    users = min(users, data.num_users)
+    per_step = plan.eval_users_per_replica * topo.num_replicas
+    warm, warm_steps = eval_dataset(session.strategy, items[:per_step], mask[:per_step], plan.eval_users_per_replica,
+                                    topo.num_replicas, topo.num_hosts, topo.task_index)
+    trainer.evaluate(warm, warm_steps)
+    dataset, steps = eval_dataset(session.strategy, items[:users], mask[:users], plan.eval_users_per_replica,
+                                  topo.num_replicas, topo.num_hosts, topo.task_index)
+    with Stopwatch() as catch_watch:      # evaluate() catches up too; timed apart here
+        trainer.catch_up()
+    with Stopwatch() as watch:
+        sums = trainer.evaluate(dataset, steps)
+    timing = watch.timing
+    pairs = steps * per_step * constants.EVAL_ROW
+    out = {"pairs_per_s": pairs / timing.seconds, "users": users, "pairs_scored": pairs, "timing": timing,
+           "hit_rate": sums.hit_rate, "ndcg": sums.ndcg_mean, "hits": sums.hits, "eval_set_setup": setup,
+           "catch_up_s": catch_watch.timing.seconds,
+           "full_eval_s": data.num_users * constants.EVAL_ROW / (pairs / timing.seconds)}
+    if check:
+        from harness.trainer import Trainer
+
+        reference = Trainer(session.strategy, trainer.model, trainer.adam, match_mlperf=plan.match_mlperf,
+                            xla=plan.xla, optimizer_impl="dense", split_first_layer=False, fast_eval=False,
+                            fused_step=False)
+        ref = reference.evaluate(dataset, steps)
+        out["reference_check"] = {"hits": ref.hits, "weight": ref.weight, "ndcg": ref.ndcg_mean,
+                                  "fast_hits": sums.hits, "fast_weight": sums.weight, "fast_ndcg": sums.ndcg_mean,
+                                  "identical_hr": ref.hits == sums.hits and ref.weight == sums.weight,
+                                  "ndcg_relative_difference": abs(ref.ndcg - sums.ndcg) / max(abs(ref.ndcg), 1e-12)}
+    return out
+
+
+def run_peer(batch: int, xla: bool, wait_quiet: int) -> dict:
+    """Run the TF Model Garden peer once; its examples/s and the foreign load it saw."""
+    env = {**os.environ, "TFG_WAIT_QUIET": str(wait_quiet)}
+    try:
+        proc = subprocess.run(["bash", str(PEER_SCRIPT), "throughput", str(batch), "1" if xla else "0"],
+                              capture_output=True, text=True, timeout=PEER_TIMEOUT_S, env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise UserError(f"The peer did not finish within {PEER_TIMEOUT_S} s.") from exc
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("PEER_TFG throughput")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        raise UserError(f"The peer failed (exit {proc.returncode}): {' | '.join(tail)}")
+    fields = dict(re.findall(r"(\w+)=(\S+)", lines[-1]))
+    return {"examples_per_s": float(fields["examples_per_s"]), "best_interval": float(fields["best_interval"]),
+            "foreign_cores": float(fields["foreign_cpu"]), "batch": int(fields["batch"]),
+            "xla": fields["xla"] == "1", "log": fields.get("log"), "line": lines[-1]}
+
+
+ABLATION = (
+    ("reference path (distributed step, model forward, dense Adam, argsort eval)",
+     dict(fused_step=False, split_first_layer=False, fast_eval=False, optimizer_impl="dense")),
+    ("+ fused XLA step", dict(split_first_layer=False, fast_eval=False, optimizer_impl="dense")),
+    ("+ split first layer (train) and fast eval (the default)", dict(optimizer_impl="dense")),
+    ("+ exact lazy Adam (optional)", dict(optimizer_impl="lazy_exact")),
+)
+
+
+def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: int) -> list[dict]:
+    """Training and eval rates of the reference path and each fast path switched on in turn."""
+    rows = []
+    for label, options in ABLATION:
+        if not session.plan.xla and options.get("fused_step", True):
+            continue
+        try:
+            trainer = session.trainer(**options)
+        except ValueError as exc:   # e.g. lazy Adam where no fused step exists
+            rows.append({"variant": label, "skipped": str(exc)})
+            continue
+        rate = measure_training(session, trainer, arrays, steps)
+        ev = measure_eval(session, trainer, eval_users)
+        rows.append({"variant": label, "trainer": trainer.describe(), "examples_per_s": rate.examples_per_s,
+                     "train_foreign_cores": rate.timing.foreign_cores, "pairs_per_s": ev["pairs_per_s"],
+                     "eval_foreign_cores": ev["timing"].foreign_cores, "hit_rate": ev["hit_rate"]})
+        del trainer
+        gc.collect()
+    return rows
+
+
+def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
+    """Every measurement of one invocation, as a JSON-friendly dict."""
+    from harness.data.sampling import build_tables
+    from reference import constants
+
+    report: dict = {"system": plan.system, "dataset": plan.dataset, "batch_size": plan.batch_size,
+                    "precision": plan.precision, "steps_per_call": plan.steps_per_call,
+                    "load_average_before": os.getloadavg()}
+    if args.wait_quiet:
+        report["foreign_cores_after_wait"] = wait_until_quiet(args.wait_quiet)
+    session = Session(plan, profile)
+    data = session.data
+    report["matmul_gflops"] = matmul_gflops()
+    build_tables(data)
+    with Stopwatch() as watch:
+        arrays = session.epoch(1)
+    report["negatives_and_shuffle"] = watch.timing
+    steps = args.steps
+    trainer = session.trainer()
+    ours = [measure_training(session, trainer, arrays, steps)]
+    report["trainer"] = trainer.describe()
+    if args.peer:
+        report["peer"] = run_peer(plan.batch_size, plan.xla, args.wait_quiet)
+        ours.append(measure_training(session, trainer, arrays, steps))
+    report["training"] = ours
+    report["split"] = measure_split(session, trainer, arrays, max(4, steps // 2))
+    report["overlap"] = measure_overlap(session, trainer, arrays, steps)
+    report["eval"] = measure_eval(session, trainer, args.eval_sample, check=args.check_eval)
+    del trainer
+    gc.collect()
+    if args.ablation:
+        report["ablation"] = measure_ablation(session, arrays, max(4, steps // 2), min(args.eval_sample, 4000))
+    _derive(report, plan, data, constants.EVAL_ROW)
+    return report
+
+
+def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
+    """Per-epoch time split, FLOP ratios and the peer ratio from the raw measurements."""
+    macs = reference_macs_per_pair(plan.mf_dim, plan.layers)
+    train_rate = float(np.mean([r.examples_per_s for r in report["training"]]))
+    eval_rate = report["eval"]["pairs_per_s"]
+    gflops = report["matmul_gflops"]
+    examples = len(data.train_users) * (1 + plan.num_neg)
+    steps = -(-examples // plan.batch_size)
+    split = report["split"]
+    wait_ms = split["input_wait_ms"]
+    overlap = report["overlap"]
+    # Generating an epoch's negatives happens once per epoch; what it costs training is the extra
+    # time of the measured window over the same steps at the undisturbed rate.
+    window = overlap["rate"]
+    overlap["extra_seconds"] = max(0.0, window.timing.seconds - window.steps * plan.batch_size / train_rate)
+    report["epoch_seconds"] = {
+        "negatives_and_shuffle_standalone": report["negatives_and_shuffle"].seconds,
+        "negatives_and_shuffle_cost_when_overlapped": overlap["extra_seconds"]
+        if overlap["finished_during_training"] else None,
+        "input": split["input_ms"] * steps / 1000,
+        "forward_backward": split["forward_backward_ms"] * steps / 1000 if "forward_backward_ms" in split else None,
+        "optimizer": split["optimizer_ms"] * steps / 1000 if "optimizer_ms" in split else None,
+        "input_wait": wait_ms * steps / 1000,
+        "training": examples / train_rate,
+        "eval_catch_up": report["eval"]["catch_up_s"],
+        "eval": report["eval"]["full_eval_s"],
+    }
+    report["ratios"] = {
+        "training_reference_gflops": train_rate * 6 * macs / 1e9,
+        "training_vs_matmul": train_rate * 6 * macs / 1e9 / gflops,
+        "eval_reference_gflops": eval_rate * 2 * macs / 1e9,
+        "eval_vs_matmul": eval_rate * 2 * macs / 1e9 / gflops,
+    }
+    if "peer" in report:
+        report["ratios"]["training_vs_peer"] = train_rate / report["peer"]["examples_per_s"]
+    if report.get("ablation"):
+        base = report["ablation"][0]
+        if "examples_per_s" in base:
+            for row in report["ablation"]:
+                if "examples_per_s" in row:
+                    row["training_x_reference"] = row["examples_per_s"] / base["examples_per_s"]
+                    row["eval_x_reference"] = row["pairs_per_s"] / base["pairs_per_s"]
+
+
+# ----------------------------------------------------------------------------------- output
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (Timing, TrainingRate)):
+        return asdict(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _cores(t: Timing | None) -> str:
+    return "-" if t is None or t.foreign_cores is None else f"{t.foreign_cores:.2f}"
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    trainer = report["trainer"]
+    lazy = trainer.get("lazy_tables")
+    optimizer = trainer["optimizer_impl"] + (f" (lazy tables: {', '.join(lazy)})" if lazy else "")
+    console.print(f"[bold]throughput[/bold] {report['system']} on {report['dataset']}: batch {report['batch_size']:,}, "
+                  f"{report['precision']}, {trainer['path']} step, optimizer {optimizer}, "
+                  f"split first layer {'on' if trainer['split_first_layer'] else 'off'}, "
+                  f"fast eval {'on' if trainer['fast_eval'] else 'off'}, XLA {'on' if trainer['xla'] else 'off'}")
+    load = report["load_average_before"]
+    console.print(f"machine: fp32 matmul {report['matmul_gflops']:.1f} GFLOP/s ({MATMUL_SIZE}^3); "
+                  f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+                  "'foreign' = cores other processes used during a measurement")
+    table = Table(title="rates (warm-up excluded)")
+    for col in ("measurement", "rate", "per step", "foreign"):
+        table.add_column(col, justify="right" if col != "measurement" else "left")
+    for i, r in enumerate(report["training"]):
+        name = "training" if len(report["training"]) == 1 else f"training ({'before' if i == 0 else 'after'} peer)"
+        table.add_row(name, f"{r.examples_per_s:,.0f} ex/s", f"{r.ms_per_step:.0f} ms", _cores(r.timing))
+    if "peer" in report:
+        peer = report["peer"]
+        table.add_row(f"TF Model Garden peer (XLA {'on' if peer['xla'] else 'off'})",
+                      f"{peer['examples_per_s']:,.0f} ex/s", "", f"{peer['foreign_cores']:.2f}")
+    ov = report["overlap"]
+    table.add_row("training while next epoch's negatives generate", f"{ov['rate'].examples_per_s:,.0f} ex/s",
+                  f"{ov['rate'].ms_per_step:.0f} ms", _cores(ov["rate"].timing))
+    ev = report["eval"]
+    table.add_row(f"eval ({ev['users']:,} users)", f"{ev['pairs_per_s']:,.0f} pairs/s", "", _cores(ev["timing"]))
+    console.print(table)
+    check = ev.get("reference_check")
+    if check:
+        console.print(f"eval check on the same weights: fast {check['fast_hits']:.0f} hits / {check['fast_weight']:.0f} users, "
+                      f"reference {check['hits']:.0f} / {check['weight']:.0f} "
+                      f"({'identical HR' if check['identical_hr'] else 'HR DIFFERS'}); NDCG relative difference "
+                      f"{check['ndcg_relative_difference']:.1e}")
+    split, epoch = report["split"], report["epoch_seconds"]
+    table = Table(title="time split")
+    for col in ("part", "per step", "per epoch"):
+        table.add_column(col, justify="right" if col != "part" else "left")
+    neg = report["negatives_and_shuffle"]
+    table.add_row("negatives + shuffle (standalone, next epoch)", "", f"{neg.seconds:.2f} s ({neg.own_cores:.2f} cores)")
+    cost = epoch["negatives_and_shuffle_cost_when_overlapped"]
+    table.add_row("  cost to training when overlapped with it", "", "-" if cost is None else f"{cost:.2f} s")
+    table.add_row("input (tf.data slicing, alone)", f"{split['input_ms']:.1f} ms", f"{epoch['input']:.1f} s")
+    for key, label in (("forward_backward", "forward + backward"), ("optimizer", "optimizer (incl. lazy replay)")):
+        if epoch.get(key) is not None:
+            table.add_row(label, f"{split[key + '_ms']:.0f} ms", f"{epoch[key]:.1f} s")
+    table.add_row("input wait (pipeline vs in-memory batches)",
+                  f"{split['input_wait_ms']:.1f} ms ({100 * split['input_wait_share']:.1f}%)", f"{epoch['input_wait']:.1f} s")
+    table.add_row("training step (through the pipeline)", f"{split['pipeline_step_ms']:.0f} ms", f"{epoch['training']:.0f} s")
+    table.add_row("lazy-Adam catch-up before eval", "", f"{epoch['eval_catch_up']:.2f} s")
+    table.add_row("eval, all users", "", f"{epoch['eval']:.1f} s")
+    console.print(table)
+    ratios = report["ratios"]
+    console.print(f"work rate (reference FLOPs): training {ratios['training_reference_gflops']:.1f} GFLOP/s = "
+                  f"{ratios['training_vs_matmul']:.2f} x matmul; eval {ratios['eval_reference_gflops']:.1f} GFLOP/s = "
+                  f"{ratios['eval_vs_matmul']:.2f} x matmul")
+    if "training_vs_peer" in ratios:
+        console.print(f"[bold]training vs TF Model Garden peer: {ratios['training_vs_peer']:.2f}x[/bold] "
+                      f"({report['peer']['line']})")
+    if report.get("ablation"):
+        table = Table(title="ablation (each fast path switched on in turn)")
+        for col in ("variant", "train ex/s", "x ref", "eval pairs/s", "x ref", "foreign"):
+            table.add_column(col, justify="right" if col != "variant" else "left")
+        for row in report["ablation"]:
+            if "skipped" in row:
+                table.add_row(row["variant"], "skipped", "", row["skipped"], "", "")
+                continue
+            table.add_row(row["variant"], f"{row['examples_per_s']:,.0f}", f"{row.get('training_x_reference', 1):.2f}",
+                          f"{row['pairs_per_s']:,.0f}", f"{row.get('eval_x_reference', 1):.2f}",
+                          f"{row['train_foreign_cores'] or 0:.2f}/{row['eval_foreign_cores'] or 0:.2f}")
+        console.print(table)
+
+
+def _print_dry_run(plan: Any, profile: Any, settings: dict, args: argparse.Namespace) -> None:
+    from harness.plan import describe_plan
+    from harness.progress import RunDisplay
+
+    rows = describe_plan(plan)
+    rows += [
+        ("training step", f"{settings['path']} ({'one XLA program per step' if settings['path'] == 'fused' else 'per-replica gradients, all-reduce, Adam via merge_call'})"),
+        ("optimizer implementation", settings["optimizer_impl"]),
+        ("first MLP layer", "split: user and item halves once per distinct row (training), per user and per catalogue item (eval)"),
+        ("eval ranking", "sort-free rank of the true item; output layer in float32"),
+        ("loss scaling", settings["loss_scale"] or "none"),
+        ("would measure", f"{args.steps} training steps, {args.eval_sample:,} eval users"
+                          + (", ablation" if args.ablation else "") + (", TF Model Garden peer" if args.peer else "")),
+    ]
+    if plan.device != "cpu":
+        rows.append(("note", f"needs {plan.num_replicas} {plan.device.upper()} replica(s): measurable only where that "
+                             "hardware is present"))
+    if args.json:
+        print(json.dumps({"plan": plan.to_dict(), "trainer": settings}, indent=2, default=str))
+        return
+    RunDisplay().plan(rows, title="throughput plan (dry run)")

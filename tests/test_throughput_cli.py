@@ -1,0 +1,96 @@
+"""`run_benchmark.py throughput`: dry runs for every kind of profile, user errors, one tiny real run.
+
+Why: the dry run is the only throughput output GPU and TPU profiles get here, so what it says
+must be what the Trainer would do (both read harness.fast_paths); the real run must produce every
+figure the report promises. No test asserts a speed: figures depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import fast_paths
+from harness.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dry_run(capsys, *flags: str) -> dict:
+    assert main(["throughput", "--dry-run", "--json", *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cpu_profile_runs_fused_dense(capsys):
+    out = dry_run(capsys, "--system", "cpu", "--dataset", "synthetic-ml20m")
+    assert out["trainer"]["path"] == "fused"
+    assert out["trainer"]["optimizer_impl"] == "dense"
+    assert out["trainer"]["loss_scale"] is None
+    assert out["plan"]["batch_size"] == 98304
+
+
+def test_gpu_profile_on_paper(capsys):
+    out = dry_run(capsys, "--system", "gpu-h100-x8", "--dataset", "ml-20m")
+    assert out["trainer"]["path"] == "distributed"            # 8 replicas: all-reduce path
+    assert out["trainer"]["optimizer_impl"] == "dense"
+    assert out["trainer"]["loss_scale"] == "dynamic"           # mixed_float16
+    assert out["trainer"]["eval_output_layer"] == "float32"
+    assert out["plan"]["batch_size"] == 1048576 and out["plan"]["xla"] is True
+
+
+def test_tpu_profile_on_paper(capsys):
+    out = dry_run(capsys, "--system", "tpu-v3-8", "--dataset", "ml-20m")
+    assert out["trainer"]["path"] == "distributed"
+    assert out["trainer"]["loss_scale"] is None                # bfloat16 needs none
+
+
+def test_dry_run_table_mentions_missing_hardware(capsys):
+    assert main(["throughput", "--dry-run", "--system", "gpu-h100-x8", "--dataset", "ml-20m"]) == 0
+    text = " ".join(capsys.readouterr().out.split())        # undo the table's line wrapping
+    assert "measurable only where that hardware is present" in text
+
+
+def test_user_errors(capsys):
+    assert main(["throughput", "--system", "cpu", "--steps", "1"]) == 2
+    assert "--steps must be at least 2" in capsys.readouterr().err
+
+
+def test_fast_path_rules():
+    assert fast_paths.optimizer_impl_for("adam") == "auto"
+    assert fast_paths.optimizer_impl_for("lazy_adam") == "lazy_adam"
+    assert fast_paths.choose_optimizer_impl("auto", fused=True, regularised=False) == "dense"
+    assert fast_paths.choose_optimizer_impl("lazy_exact", fused=True, regularised=False) == "lazy_exact"
+    assert fast_paths.choose_optimizer_impl("auto", fused=False, regularised=False) == "dense"
+    with pytest.raises(ValueError):
+        fast_paths.choose_optimizer_impl("lazy_adam", fused=False, regularised=False)
+    assert not fast_paths.fused_step_applies(True, 1, tpu=True)
+    assert fast_paths.loss_scaling_for("mixed_bfloat16") is None
+
+
+@pytest.mark.slow
+def test_tiny_real_measurement_reports_every_figure(tmp_path):
+    """A fresh interpreter (thread settings must precede TensorFlow's start) on synthetic-small."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "NCF_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", "cpu", "--dataset",
+         "synthetic-small", "--steps", "2", "--eval-sample", "100", "--seed", "1", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["trainer"]["optimizer_impl"] == "dense"
+    assert report["matmul_gflops"] > 0
+    assert report["training"][0]["examples_per_s"] > 0 and report["eval"]["pairs_per_s"] > 0
+    split = report["split"]
+    for key in ("input_ms", "forward_backward_ms", "optimizer_ms", "input_wait_ms", "pipeline_step_ms"):
+        assert split[key] is not None and split[key] >= 0, key
+    epoch = report["epoch_seconds"]
+    for key in ("negatives_and_shuffle_standalone", "input", "forward_backward", "optimizer", "input_wait",
+                "training", "eval"):
+        assert epoch[key] is not None and epoch[key] >= 0, key
+    assert 0 < report["ratios"]["training_vs_matmul"] and 0 < report["ratios"]["eval_vs_matmul"]
+    assert 0.0 <= report["eval"]["hit_rate"] <= 1.0
