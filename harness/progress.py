@@ -28,6 +28,8 @@ class RunDisplay:
         Console(stderr=True, highlight=False).print(f"[yellow]warning:[/yellow] {text}")
 
     def plan(self, rows: list[tuple[str, str]], title: str) -> None:
+        if self.quiet:
+            return
         table = Table(title=title, show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold")
         table.add_column()

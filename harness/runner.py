@@ -222,8 +222,13 @@ class BenchmarkSession:
             model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
                           seed=seed, compute_dtype=dtype)
         adam = AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon)
-        trainer = Trainer(self.strategy, model, adam, match_mlperf=plan.match_mlperf, xla=plan.xla)
+        from harness import fast_paths
+
+        trainer = Trainer(self.strategy, model, adam, match_mlperf=plan.match_mlperf, xla=plan.xla,
+                          optimizer_impl=fast_paths.optimizer_impl_for(plan.optimizer),
+                          row_frequencies=fast_paths.example_frequencies(data, plan.num_neg))
         self._compile(trainer)
+        extra["trainer"] = trainer.describe()
         log.end("init_stop")
         outcome.init_s = time.time() - init_t0
 
@@ -323,8 +328,7 @@ class BenchmarkSession:
         warm = train_dataset(self.strategy, empty, empty, empty.astype(np.float32), 1, plan.batch_size, topo.num_hosts)
         trainer.train_steps(iter(warm), tf.constant(1))
         with self.strategy.scope():
-            for var in [trainer.step, *trainer.m, *trainer.v]:
-                var.assign(tf.zeros_like(var))
+            trainer.reset_optimizer_state()
         rows = plan.eval_users_per_replica * topo.num_replicas
         pad_items, pad_mask = padding_rows(rows)
         warm_eval, n = eval_dataset(self.strategy, pad_items, pad_mask, plan.eval_users_per_replica,
@@ -392,7 +396,7 @@ class BenchmarkSession:
             "target": self.plan.target, "time_to_train_s": outcome.time_to_train_s, "init_s": outcome.init_s,
             "epochs_run": len(outcome.epochs), "best_hit_rate": outcome.best_hr,
             "epochs": [asdict(e) for e in outcome.epochs],
-            "eval_set_sha256": extra.get("eval_set_sha256"),
+            "eval_set_sha256": extra.get("eval_set_sha256"), "trainer": extra.get("trainer"),
             "peak_rss_bytes": _peak_rss_bytes(), "cpu_cores_used": extra.get("cpu_cores_used"),
             "host_fingerprint": host_fingerprint(), "plan": self.plan.to_dict(),
             "provenance": self.provenance, "compliance": outcome.verdict, "log": Path(outcome.log_path).name,
