@@ -51,7 +51,7 @@ def success_rate(curves: list[list[float]], target: float) -> float:
 
 def calibrate(args: argparse.Namespace) -> int:
     from harness.progress import RunDisplay
-    from harness.run_command import resolve
+    from harness.run_command import resolve, start_session
 
     if args.seeds < 2:
         raise UserError(f"--seeds must be at least 2 to calibrate, got {args.seeds}.")
@@ -66,16 +66,7 @@ def calibrate(args: argparse.Namespace) -> int:
     current_target = plan.target
     plan.target = UNREACHABLE_TARGET  # no early stop: the whole curve is the measurement
     display = RunDisplay(quiet=args.json)
-    from harness.hardware import check_declared_hardware
-    from harness.runner import BenchmarkSession
-
-    check_declared_hardware(profile, tpu_name=args.tpu, worker_hosts=args.worker_hosts,
-                            task_index=args.task_index)
-    session = BenchmarkSession(plan, profile, display, plan.results_root)
-    session.load_data()
-    session.configure_tensorflow()
-    session.build_strategy()
-    session.collect_provenance()
+    session = start_session(profile, plan, args, display)
     curves = []
     for i, seed in enumerate(plan.seeds):
         display.run_header(i, len(plan.seeds), seed)

@@ -75,12 +75,12 @@ def resolve(args: argparse.Namespace):
     from harness.systems import load_profile
 
     profile = load_profile(args.system)
-    for flag in ("system_name",):
-        value = getattr(args, flag, None)
-        if value is not None and (not value or "/" in value or value.startswith(".")):
-            raise UserError(f"--system-name must be a plain name without '/', got {value!r}.")
-    if getattr(args, "runs", 1) is not None and getattr(args, "runs", 1) < 1:
-        raise UserError(f"--runs must be at least 1, got {args.runs}.")
+    name = getattr(args, "system_name", None)
+    if name is not None and (not name or "/" in name or name.startswith(".")):
+        raise UserError(f"--system-name must be a plain name without '/', got {name!r}.")
+    runs = getattr(args, "runs", None)
+    if runs is not None and runs < 1:
+        raise UserError(f"--runs must be at least 1, got {runs}.")
     for name in ("eval_users", "steps_per_call", "mf_dim"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
@@ -89,6 +89,25 @@ def resolve(args: argparse.Namespace):
         if not hasattr(args, name):
             setattr(args, name, None)
     return profile, resolve_plan(profile, args, str(PROJECT_ROOT))
+
+
+def check_hardware(profile, plan, args: argparse.Namespace) -> None:
+    """The pre-init hardware gate; the TPU it found (flag, profile or environment) goes into the plan."""
+    from harness.hardware import check_declared_hardware
+
+    found = check_declared_hardware(profile, tpu_name=args.tpu, worker_hosts=args.worker_hosts,
+                                    task_index=args.task_index)
+    plan.tpu = (found.get("tpu") or {}).get("name", plan.tpu)
+
+
+def start_session(profile, plan, args: argparse.Namespace, display):
+    """Gate the hardware, then load data and build TensorFlow's strategy: a session ready to run."""
+    from harness.runner import BenchmarkSession
+
+    check_hardware(profile, plan, args)
+    session = BenchmarkSession(plan, profile, display)
+    session.start()
+    return session
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,18 +119,7 @@ def run(args: argparse.Namespace) -> int:
     display.plan(describe_plan(plan), title="NCF benchmark plan" + (" (dry run)" if args.dry_run else ""))
     if args.dry_run:
         return 0
-    from harness.hardware import check_declared_hardware
-
-    found = check_declared_hardware(profile, tpu_name=args.tpu, worker_hosts=args.worker_hosts,
-                                    task_index=args.task_index)
-    plan.tpu = (found.get("tpu") or {}).get("name", plan.tpu)
-    from harness.runner import BenchmarkSession
-
-    session = BenchmarkSession(plan, profile, display, str(PROJECT_ROOT))
-    session.load_data()
-    session.configure_tensorflow()
-    session.build_strategy()
-    session.collect_provenance()
+    session = start_session(profile, plan, args, display)
     if session.topology.is_chief:
         from harness.results_tree import ResultsTree
         from harness.systems import resolved_description

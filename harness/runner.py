@@ -90,18 +90,24 @@ def _peak_rss_bytes() -> int:
 class BenchmarkSession:
     """Loads the data and builds the strategy once, then executes the planned runs."""
 
-    def __init__(self, plan: RunPlan, profile: Any, display: Any,
-                 project_root: str) -> None:
+    def __init__(self, plan: RunPlan, profile: Any, display: Any) -> None:
         self.plan = plan
         self.profile = profile
         self.display = display
-        self.project_root = project_root
         self.data = None
         self.strategy = None
         self.topology = None
         self.provenance: dict = {}
 
     # -- set-up (not part of any run's timed region) ----------------------------------------
+    def start(self, provenance: bool = True) -> None:
+        """Data, TensorFlow, strategy (and provenance): everything before the first init_start."""
+        self.load_data()
+        self.configure_tensorflow()
+        self.build_strategy()
+        if provenance:
+            self.collect_provenance()
+
     def load_data(self) -> None:
         from harness.data.prepare import load_dataset
 

@@ -82,9 +82,9 @@ def throughput(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run(plan, profile, settings, args)
         return 0
-    from harness.hardware import check_declared_hardware
+    from harness.run_command import check_hardware
 
-    check_declared_hardware(profile, tpu_name=args.tpu)
+    check_hardware(profile, plan, args)
     report = measure(plan, profile, args)
     if args.json:
         print(json.dumps(report, indent=2, default=_jsonable))
@@ -209,12 +209,10 @@ class Session:
         from harness.runner import BenchmarkSession
 
         self.plan = plan
-        self.bench = BenchmarkSession(plan, profile, RunDisplay(quiet=True), str(Path(__file__).resolve().parent.parent))
+        self.bench = BenchmarkSession(plan, profile, RunDisplay(quiet=True))
         if plan.num_hosts > 1:
             raise UserError("throughput measures one host; run it with a single-host profile.")
-        self.bench.load_data()
-        self.bench.configure_tensorflow()
-        self.bench.build_strategy()
+        self.bench.start(provenance=False)
         self.data = self.bench.data
         self.strategy = self.bench.strategy
         self.topology = self.bench.topology
@@ -251,8 +249,10 @@ class Session:
     def train_dataset(self, arrays: tuple[np.ndarray, ...], steps: int) -> Any:
         from harness.input_pipeline import train_dataset
 
-        n = min(len(arrays[0]), steps * self.plan.batch_size // self.topology.num_hosts)
-        return train_dataset(self.strategy, *(a[:n] for a in arrays), steps, self.plan.batch_size,
+        # A small set's epoch may hold fewer than `steps` batches (e.g. 50 steps per call on
+        # synthetic-small): cycle its examples so every measured step is a full, real batch.
+        n = steps * self.plan.batch_size // self.topology.num_hosts
+        return train_dataset(self.strategy, *(np.resize(a, n) for a in arrays), steps, self.plan.batch_size,
                              self.topology.num_hosts)
 
 
@@ -361,7 +361,8 @@ def measure_overlap(session: Session, trainer: Any, arrays: tuple, steps: int) -
 
     plan = session.plan
     per_call = plan.steps_per_call
-    available = len(arrays[0]) // plan.batch_size
+    # One epoch's batches, or (small sets) enough cycled batches for the warm call and `steps`.
+    available = max(len(arrays[0]) // plan.batch_size, steps + 3 * per_call)
     iterator = iter(session.train_dataset(arrays, available))
     float(trainer.train_steps(iterator, tf.constant(per_call)))
     done = threading.Event()
