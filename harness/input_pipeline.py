@@ -16,6 +16,24 @@ from reference import constants
 from reference.eval_rows import padding_rows
 
 
+# Fixed tf.data parallelism instead of AUTOTUNE. Slicing a ready-made batch costs well under a
+# millisecond, so two parallel calls and a few batches of prefetch keep the step fed, and with
+# autotuning off an iterator is torn down at once: with AUTOTUNE, dropping an epoch's iterator
+# blocked for about 1.9 s in roughly half of the epochs (measured on ml-latest-small, where an
+# epoch trains in 3.2 s), time that fell inside the timed region.
+MAP_PARALLELISM = 2
+PREFETCH_BATCHES = 4
+
+
+def fixed_options(dataset: Any) -> Any:
+    """`dataset` with tf.data autotuning off (see PREFETCH_BATCHES for why)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def steps_for(total: int, global_batch: int) -> int:
     """Global steps needed to cover `total` examples (the last one padded)."""
     return max(1, math.ceil(total / global_batch))
@@ -62,9 +80,9 @@ def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: n
             valid = tf.ensure_shape(tf.pad(tf.ones([stop - start], tf.float32), pad), [per_replica])
             return users_b, items_b, labels_b, valid
 
-        return (tf.data.Dataset.range(length // per_replica)
-                .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .prefetch(tf.data.AUTOTUNE))
+        return fixed_options(tf.data.Dataset.range(length // per_replica)
+                             .map(batch, num_parallel_calls=MAP_PARALLELISM, deterministic=True)
+                             .prefetch(PREFETCH_BATCHES))
 
     return strategy.distribute_datasets_from_function(make)
 
@@ -97,8 +115,8 @@ def eval_dataset(strategy: Any, eval_items: np.ndarray, dup_mask: np.ndarray, us
     row = constants.EVAL_ROW
 
     def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        return tf.data.Dataset.from_tensor_slices(
+        return fixed_options(tf.data.Dataset.from_tensor_slices(
             (users.reshape(-1, users_per_replica), items.reshape(-1, users_per_replica, row),
-             mask.reshape(-1, users_per_replica, row))).prefetch(tf.data.AUTOTUNE)
+             mask.reshape(-1, users_per_replica, row))).prefetch(PREFETCH_BATCHES))
 
     return strategy.distribute_datasets_from_function(make), steps
