@@ -63,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also evaluate the sample with the plain reference eval on the same weights and compare")
     p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
                    help="before measuring, wait up to SECONDS for other processes to use < 0.3 cores")
+    p.add_argument("--op-profile", action="store_true",
+                   help="also trace one compiled training step and show its time by XLA op and op category")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--dry-run", action="store_true", help="show what would run and exit without measuring")
     p.set_defaults(handler=throughput)
@@ -326,6 +328,16 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     return out
 
 
+def measure_ops(session: Session, trainer: Any, arrays: tuple) -> dict:
+    """Time by XLA op of one fused training step on a real batch (see harness.op_profile)."""
+    from harness.op_profile import profile_step
+
+    if not trainer.fused:
+        return {"available": False, "reason": "the training step is not one XLA program here (distributed path)"}
+    batch = next(iter(session.train_dataset(arrays, 1)))
+    return profile_step(trainer.compiled_step(session.plan.batch_size // session.topology.num_replicas), batch)
+
+
 def _calls(trainer: Any, iterator: Any, steps: int, per_call: int) -> None:
     import tensorflow as tf
 
@@ -511,6 +523,8 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
         ours.append(measure_training(session, trainer, arrays, steps))
     report["training"] = ours
     report["split"] = measure_split(session, trainer, arrays, max(4, steps // 2))
+    if getattr(args, "op_profile", False):
+        report["op_profile"] = measure_ops(session, trainer, arrays)
     report["overlap"] = measure_overlap(session, trainer, arrays, steps)
     report["eval"] = measure_eval(session, trainer, args.eval_sample, check=args.check_eval)
     del trainer
@@ -637,6 +651,8 @@ def _print_report(report: dict) -> None:
     table.add_row("lazy-Adam catch-up before eval", "", f"{epoch['eval_catch_up']:.2f} s")
     table.add_row("eval, all users", "", f"{epoch['eval']:.1f} s")
     console.print(table)
+    if "op_profile" in report:
+        _print_op_profile(console, report["op_profile"])
     ratios = report["ratios"]
     console.print(f"work rate (reference FLOPs): training {ratios['training_reference_gflops']:.1f} GFLOP/s = "
                   f"{ratios['training_vs_matmul']:.2f} x matmul; eval {ratios['eval_reference_gflops']:.1f} GFLOP/s = "
@@ -656,6 +672,24 @@ def _print_report(report: dict) -> None:
                           f"{row['pairs_per_s']:,.0f}", f"{row.get('eval_x_reference', 1):.2f}",
                           f"{row['train_foreign_cores'] or 0:.2f}/{row['eval_foreign_cores'] or 0:.2f}")
         console.print(table)
+
+
+def _print_op_profile(console: Any, ops: dict) -> None:
+    from rich.table import Table
+
+    if not ops["available"]:
+        console.print(f"op profile unavailable: {ops['reason']}")
+        return
+    table = Table(title=f"one fused training step by XLA op ({ops['step_ms']:.0f} ms wall, "
+                        f"{ops['traced_ms']:.0f} ms traced; ops on two cores may overlap)")
+    for col in ("category / op", "TF op", "shape", "ms per step", "share"):
+        table.add_column(col, justify="right" if col in ("ms per step", "share") else "left", overflow="fold")
+    for name, ms in ops["categories"].items():
+        table.add_row(f"[bold]{name}[/bold]", "", "", f"{ms:.1f}", f"{100 * ms / ops['traced_ms']:.0f}%")
+    for op in ops["top"]:
+        table.add_row(f"  {op['name']}", op["op_type"], op["shape"].split("{")[0], f"{op['ms_per_step']:.1f}",
+                      f"{100 * op['ms_per_step'] / ops['traced_ms']:.0f}%")
+    console.print(table)
 
 
 def _print_dry_run(plan: Any, profile: Any, settings: dict, args: argparse.Namespace) -> None:

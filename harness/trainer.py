@@ -297,8 +297,12 @@ class Trainer:
     def _fused_step_for(self, plans: tuple[SidePlan, SidePlan], update: bool = True):
         key = (plans[0].capacity, plans[1].capacity, update)
         if key not in self._fused_steps:
-            self._fused_steps[key] = tf.function(functools.partial(self._fused_step, plans=plans, update=update),
-                                                 jit_compile=True)
+            def step(users, items, labels, valid):
+                # A plain four-argument signature (not functools.partial), so the compiled step's
+                # optimized HLO can be asked for (harness.op_profile).
+                return self._fused_step(users, items, labels, valid, plans=plans, update=update)
+
+            self._fused_steps[key] = tf.function(step, jit_compile=True)
         return self._fused_steps[key]
 
     def compiled_step(self, batch: int, update: bool = True):

@@ -78,7 +78,7 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
            "NCF_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
         [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", "cpu", "--dataset",
-         "synthetic-small", "--steps", "2", "--eval-sample", "100", "--seed", "1", "--json"],
+         "synthetic-small", "--steps", "2", "--eval-sample", "100", "--seed", "1", "--op-profile", "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
@@ -94,3 +94,7 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
         assert epoch[key] is not None and epoch[key] >= 0, key
     assert 0 < report["ratios"]["training_vs_matmul"] and 0 < report["ratios"]["eval_vs_matmul"]
     assert 0.0 <= report["eval"]["hit_rate"] <= 1.0
+    ops = report["op_profile"]
+    assert ops["available"], ops.get("reason")
+    assert {"matmul", "optimizer", "gather"} <= set(ops["categories"]), ops["categories"]
+    assert ops["traced_ms"] > 0 and all(op["op_type"] for op in ops["top"][:3]), ops["top"][:3]

@@ -1,0 +1,140 @@
+"""Where a compiled training step's time goes, op by op, from the XLA CPU runtime's own trace.
+
+Why: `throughput` splits a step into forward + backward and optimizer, which says nothing about
+*which* work dominates. Someone tuning a step (or judging how close it is to the machine's
+limits) needs the ops: the large matrix products, the per-example gathers of embedding rows,
+the segment sums that return their gradients, Adam's table-sized elementwise passes. While the
+TensorFlow profiler records, XLA:CPU's runtime emits one event per op it executes, tagged with
+the op's HLO name; this module turns that trace into milliseconds per step per op and per
+category, naming and typing each op from the step's optimized HLO (an instruction's `op_type`
+metadata is the TensorFlow op it came from).
+
+Ops can run concurrently on different cores, so the traced total may slightly exceed the step's
+wall time.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+# Category of an HLO op, from the TensorFlow op type in its metadata (first match wins).
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("matmul", ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")),
+    ("optimizer", ("ResourceApplyAdam", "ApplyAdam")),
+    ("gather", ("GatherV2", "ResourceGather", "GatherNd")),
+    ("segment sum / scatter", ("UnsortedSegmentSum", "SegmentSum", "ScatterNd", "TensorScatterAdd",
+                               "TensorScatterUpdate", "ResourceScatterNdUpdate", "StridedSliceGrad")),
+    ("reduction", ("Sum", "Mean", "Max", "Min", "Prod", "Cumsum")),
+)
+OTHER = "elementwise / other"
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s")
+_OP_TYPE = re.compile(r'op_type="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """One HLO op of the step: its name, the TensorFlow op it came from, its shape and cost."""
+
+    name: str
+    op_type: str
+    category: str
+    shape: str
+    ms_per_step: float
+
+
+def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """{instruction name: (TensorFlow op type or "", result shape)} from HLO text."""
+    out: dict[str, tuple[str, str]] = {}
+    for line in hlo_text.splitlines():
+        match = _INSTRUCTION.match(line)
+        if match:
+            op_type = _OP_TYPE.search(line)
+            out.setdefault(match.group(1), (op_type.group(1) if op_type else "", match.group(2)))
+    return out
+
+
+def category(op_type: str, name: str) -> str:
+    """The op's category from its TensorFlow op type, else from its HLO name."""
+    for label, types in CATEGORIES:
+        if op_type in types:
+            return label
+    lowered = name.lower()
+    for label, marker in (("matmul", "dot"), ("segment sum / scatter", "scatter"), ("gather", "gather"),
+                          ("reduction", "reduce")):
+        if marker in lowered:
+            return label
+    return OTHER
+
+
+def traced_op_ms(xplane_path: str) -> dict[str, float]:
+    """Total traced milliseconds per HLO op name in one profiler XSpace file."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    with open(xplane_path, "rb") as f:
+        space.ParseFromString(f.read())
+    totals: dict[str, float] = {}
+    for plane in space.planes:
+        hlo_stat = {k for k, m in plane.stat_metadata.items() if m.name == "hlo_op"}
+        if not hlo_stat:
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                if not any(s.metadata_id in hlo_stat for s in event.stats):
+                    continue
+                name = plane.event_metadata[event.metadata_id].name
+                totals[name] = totals.get(name, 0.0) + event.duration_ps / 1e9
+    return totals
+
+
+def profile_step(step: Callable[..., Any], args: Sequence[Any], steps: int = 3, top: int = 12) -> dict:
+    """Trace `steps` calls of the jit-compiled `step(*args)`; ms per step by category and by op.
+
+    Returns {"available": False, "reason": ...} when the trace holds no XLA op events (the
+    function does not run as an XLA program).
+    """
+    import tensorflow as tf
+
+    try:
+        hlo = step.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
+    except (AttributeError, ValueError, TypeError) as error:
+        return {"available": False, "reason": f"no optimized HLO for the step ({str(error)[:200]})"}
+    instructions = hlo_instructions(hlo)
+    _sync(step(*args))
+    with tempfile.TemporaryDirectory(prefix="ncf-op-profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        for _ in range(steps):
+            result = step(*args)
+        _sync(result)
+        wall = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        files = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
+        totals = traced_op_ms(files[0]) if files else {}
+    if not totals:
+        return {"available": False, "reason": "the trace holds no XLA op events (is the function jit-compiled?)"}
+    ops = []
+    for name, ms in totals.items():
+        op_type, shape = instructions.get(name, ("", ""))
+        ops.append(OpTime(name, op_type, category(op_type, name), shape, ms / steps))
+    ops.sort(key=lambda op: op.ms_per_step, reverse=True)
+    traced = sum(op.ms_per_step for op in ops)
+    by_category: dict[str, float] = {}
+    for op in ops:
+        by_category[op.category] = by_category.get(op.category, 0.0) + op.ms_per_step
+    return {"available": True, "steps": steps, "step_ms": 1000 * wall / steps, "traced_ms": traced,
+            "categories": dict(sorted(by_category.items(), key=lambda kv: kv[1], reverse=True)),
+            "top": [asdict(op) for op in ops[:top]]}
+
+
+def _sync(value: Any) -> None:
+    import tensorflow as tf
+
+    for tensor in tf.nest.flatten(value):
+        if hasattr(tensor, "numpy"):
+            tensor.numpy()

@@ -1,0 +1,54 @@
+"""The op profile names and times the ops of a compiled step from XLA:CPU's own trace.
+
+Why: `throughput --op-profile` is how a user sees which ops dominate a training step; a parser
+that silently drops ops, or a trace taken without the annotation flag, would show a misleading
+breakdown.
+"""
+from __future__ import annotations
+
+from harness.op_profile import OTHER, category, hlo_instructions, profile_step
+
+HLO = """
+  %MatMul.18 = f32[98304,256]{1,0} dot(%a, %b), lhs_contracting_dims={1}, metadata={op_type="MatMul" op_name="x"}
+  ROOT %wrapped_scatter.2 = f32[41984,256]{1,0} fusion(%a), kind=kLoop, metadata={op_type="UnsortedSegmentSum" op_name="g"}
+  %divide_subtract_fusion.9 = f32[138493,192]{1,0} fusion(%p), kind=kLoop, metadata={op_type="ResourceApplyAdam"}
+  %dot.2 = f32[128]{0} dot(%c, %d), lhs_contracting_dims={0}
+  %param_0 = f32[256,256]{1,0} parameter(0)
+"""
+
+def _step(jit: bool):
+    import tensorflow as tf
+
+    def step(table, kernel, ids):
+        rows = tf.gather(table, ids)
+        out = tf.nn.relu(tf.matmul(rows, kernel))
+        grad = tf.math.unsorted_segment_sum(tf.matmul(out, kernel, transpose_b=True), ids, 500)
+        return tf.reduce_sum(grad)
+
+    args = (tf.random.normal([500, 64]), tf.random.normal([64, 256]), tf.random.uniform([20000], 0, 500, tf.int32))
+    return tf.function(step, jit_compile=jit), args
+
+
+def test_hlo_instructions_carry_their_tensorflow_op_type_and_shape():
+    ops = hlo_instructions(HLO)
+    assert ops["MatMul.18"] == ("MatMul", "f32[98304,256]{1,0}")
+    assert ops["wrapped_scatter.2"] == ("UnsortedSegmentSum", "f32[41984,256]{1,0}")
+    assert ops["dot.2"] == ("", "f32[128]{0}")
+    categories = {name: category(op_type, name) for name, (op_type, _) in ops.items()}
+    assert categories == {"MatMul.18": "matmul", "wrapped_scatter.2": "segment sum / scatter",
+                          "divide_subtract_fusion.9": "optimizer", "dot.2": "matmul", "param_0": OTHER}
+
+
+def test_a_traced_step_is_broken_down_by_op():
+    report = profile_step(*_step(jit=True))
+    assert report["available"], report
+    assert {"matmul", "gather", "segment sum / scatter"} <= set(report["categories"]), report["categories"]
+    assert abs(sum(report["categories"].values()) - report["traced_ms"]) < 1e-6 * max(1.0, report["traced_ms"])
+    assert report["step_ms"] > 0 and report["traced_ms"] > 0
+    matmuls = [op for op in report["top"] if op["category"] == "matmul"]
+    assert matmuls and all(op["op_type"] == "MatMul" and op["shape"].startswith("f32[") for op in matmuls)
+
+
+def test_a_step_that_is_not_an_xla_program_has_no_op_profile():
+    report = profile_step(*_step(jit=False))
+    assert report["available"] is False and "no optimized HLO" in report["reason"]
