@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+from harness.tf_runtime import wait_for
+
 # Category of an HLO op, from the TensorFlow op type in its metadata (first match wins).
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("matmul", ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")),
@@ -105,13 +107,13 @@ def profile_step(step: Callable[..., Any], args: Sequence[Any], steps: int = 3, 
     except (AttributeError, ValueError, TypeError) as error:
         return {"available": False, "reason": f"no optimized HLO for the step ({str(error)[:200]})"}
     instructions = hlo_instructions(hlo)
-    _sync(step(*args))
+    wait_for(step(*args))
     with tempfile.TemporaryDirectory(prefix="ncf-op-profile-") as logdir:
         tf.profiler.experimental.start(logdir)
         start = time.perf_counter()
         for _ in range(steps):
             result = step(*args)
-        _sync(result)
+        wait_for(result)
         wall = time.perf_counter() - start
         tf.profiler.experimental.stop()
         files = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
@@ -130,11 +132,3 @@ def profile_step(step: Callable[..., Any], args: Sequence[Any], steps: int = 3, 
     return {"available": True, "steps": steps, "step_ms": 1000 * wall / steps, "traced_ms": traced,
             "categories": dict(sorted(by_category.items(), key=lambda kv: kv[1], reverse=True)),
             "top": [asdict(op) for op in ops[:top]]}
-
-
-def _sync(value: Any) -> None:
-    import tensorflow as tf
-
-    for tensor in tf.nest.flatten(value):
-        if hasattr(tensor, "numpy"):
-            tensor.numpy()

@@ -15,8 +15,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
-import os
-import resource
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +29,7 @@ from harness.cache_clear import clear_page_cache
 from harness.errors import UserError
 from harness.mlperf_log import RunLog
 from harness.plan import RunPlan
+from harness.process_usage import cpu_seconds, peak_rss_bytes
 from reference import constants
 
 
@@ -78,15 +77,6 @@ def eval_set_sha256(items: np.ndarray, mask: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def _peak_rss_bytes() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
 class BenchmarkSession:
     """Loads the data and builds the strategy once, then executes the planned runs."""
 
@@ -100,6 +90,30 @@ class BenchmarkSession:
         self.provenance: dict = {}
 
     # -- set-up (not part of any run's timed region) ----------------------------------------
+    def build_trainer(self, seed: int, **options: Any) -> Any:
+        """A fresh model (weights from `seed`) and its Trainer with the plan's settings.
+
+        `options` override Trainer arguments (throughput's ablation switches fast paths off).
+        """
+        import tensorflow as tf
+
+        from harness import fast_paths
+        from harness.trainer import Trainer
+        from reference.model import NeuMF
+        from reference.optimizer import AdamConfig
+
+        plan, data = self.plan, self.data
+        dtype = {"fp32": tf.float32, "mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}[plan.precision]
+        with self.strategy.scope():
+            model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
+                          seed=seed, compute_dtype=dtype)
+        settings = dict(match_mlperf=plan.match_mlperf, xla=plan.xla,
+                        optimizer_impl=fast_paths.optimizer_impl_for(plan.optimizer),
+                        row_frequencies=fast_paths.example_frequencies(data, plan.num_neg))
+        settings.update(options)
+        return Trainer(self.strategy, model, AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon),
+                       **settings)
+
     def start(self, provenance: bool = True) -> None:
         """Data, TensorFlow, strategy (and provenance): everything before the first init_start."""
         self.load_data()
@@ -207,13 +221,8 @@ class BenchmarkSession:
 
     def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, extra: dict) -> None:
         """One run; `extra` records progress (run_start_time once run_start is logged) for aborts."""
-        import tensorflow as tf
-
         from harness.input_pipeline import eval_dataset, steps_for, train_dataset
-        from harness.trainer import Trainer
         from reference.eval_rows import duplicate_mask, eval_items
-        from reference.model import NeuMF
-        from reference.optimizer import AdamConfig
 
         plan, data, topo = self.plan, self.data, self.topology
         cleared, why_not = clear_page_cache() if topo.is_chief else (False, "")
@@ -223,16 +232,7 @@ class BenchmarkSession:
         init_t0 = time.time()
         log.start("init_start")
         self._log_hyperparameters(log, seed)
-        dtype = {"fp32": tf.float32, "mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}[plan.precision]
-        with self.strategy.scope():
-            model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
-                          seed=seed, compute_dtype=dtype)
-        adam = AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon)
-        from harness import fast_paths
-
-        trainer = Trainer(self.strategy, model, adam, match_mlperf=plan.match_mlperf, xla=plan.xla,
-                          optimizer_impl=fast_paths.optimizer_impl_for(plan.optimizer),
-                          row_frequencies=fast_paths.example_frequencies(data, plan.num_neg))
+        trainer = self.build_trainer(seed)
         self._compile(trainer)
         extra["trainer"] = trainer.describe()
         log.end("init_stop")
@@ -241,7 +241,7 @@ class BenchmarkSession:
         log.start("run_start")
         run_t0 = time.time()
         extra["run_start_time"] = run_t0
-        cpu0 = _cpu_seconds()
+        cpu0 = cpu_seconds()
         from harness.data.sampling import epoch_examples, eval_negatives
 
         negatives = eval_negatives(data, seed, plan.num_eval_negatives)
@@ -303,7 +303,7 @@ class BenchmarkSession:
             meta["abort_reason"] = "max_epochs"
         log.end("run_stop", metadata=meta)
         extra["run_stopped"] = True
-        extra["cpu_cores_used"] = (_cpu_seconds() - cpu0) / max(outcome.time_to_train_s, 1e-9)
+        extra["cpu_cores_used"] = (cpu_seconds() - cpu0) / max(outcome.time_to_train_s, 1e-9)
 
     def _train_epoch(self, trainer: Any, dataset: Any, steps: int, epoch: int) -> float:
         import tensorflow as tf
@@ -403,7 +403,7 @@ class BenchmarkSession:
             "epochs_run": len(outcome.epochs), "best_hit_rate": outcome.best_hr,
             "epochs": [asdict(e) for e in outcome.epochs],
             "eval_set_sha256": extra.get("eval_set_sha256"), "trainer": extra.get("trainer"),
-            "peak_rss_bytes": _peak_rss_bytes(), "cpu_cores_used": extra.get("cpu_cores_used"),
+            "peak_rss_bytes": peak_rss_bytes(), "cpu_cores_used": extra.get("cpu_cores_used"),
             "host_fingerprint": host_fingerprint(), "plan": self.plan.to_dict(),
             "provenance": self.provenance, "compliance": outcome.verdict, "log": Path(outcome.log_path).name,
         }

@@ -1,4 +1,6 @@
-"""Start TensorFlow without its start-up chatter on the user's terminal.
+"""Starting TensorFlow quietly, and waiting for what it computes.
+
+Start-up: TensorFlow without its chatter on the user's terminal.
 
 TensorFlow 2.21 writes oneDNN, CUDA-stub and cuInit lines straight to file descriptor 2 from C++
 before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot silence them. The import and
@@ -35,3 +37,12 @@ def start_tensorflow() -> Any:
             os.dup2(saved, 2)
             os.close(saved)
     return tf
+
+
+def wait_for(value: Any) -> None:
+    """Block until every tensor in `value` (any nest) is computed: timings must include the work."""
+    import tensorflow as tf
+
+    for tensor in tf.nest.flatten(value):
+        if hasattr(tensor, "numpy"):
+            tensor.numpy()

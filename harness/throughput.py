@@ -34,6 +34,8 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import UserError
+from harness.process_usage import cpu_seconds
+from harness.tf_runtime import wait_for
 
 PEER_SCRIPT = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "tfg_ncf.sh"
 PEER_TIMEOUT_S = 3600
@@ -121,21 +123,16 @@ class Stopwatch:
 
     def __enter__(self) -> "Stopwatch":
         self._busy0 = _machine_busy_s()
-        self._own0 = _own_cpu_s()
+        self._own0 = cpu_seconds()
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         seconds = max(time.perf_counter() - self._t0, 1e-9)
-        own = _own_cpu_s() - self._own0
+        own = cpu_seconds() - self._own0
         busy = _machine_busy_s()
         foreign = None if busy is None or self._busy0 is None else max(0.0, (busy - self._busy0) - own) / seconds
         self.timing = Timing(seconds, own / seconds, foreign)
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _machine_busy_s() -> float | None:
@@ -192,13 +189,9 @@ class TrainingRate:
     timing: Timing
 
 
-def _time_steps(run: Callable[[int], Any], steps: int, batch: int, steps_per_call: int) -> TrainingRate:
+def _time_steps(trainer: Any, iterator: Any, steps: int, batch: int, steps_per_call: int) -> TrainingRate:
     with Stopwatch() as watch:
-        done = 0
-        while done < steps:
-            n = min(steps_per_call, steps - done)
-            run(n)
-            done += n
+        _calls(trainer, iterator, steps, steps_per_call)
     t = watch.timing
     return TrainingRate(steps * batch / t.seconds, 1000 * t.seconds / steps, steps, t)
 
@@ -222,25 +215,8 @@ class Session:
         self.eval_set: tuple | None = None   # (items, duplicate mask, Timing of making them)
 
     def trainer(self, **options: Any) -> Any:
-        """A fresh model and Trainer with the plan's settings, overridden by `options`."""
-        import tensorflow as tf
-
-        from harness.fast_paths import example_frequencies, optimizer_impl_for
-        from harness.trainer import Trainer
-        from reference.model import NeuMF
-        from reference.optimizer import AdamConfig
-
-        plan, data = self.plan, self.data
-        dtype = {"fp32": tf.float32, "mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}[plan.precision]
-        with self.strategy.scope():
-            model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
-                          seed=self.seed, compute_dtype=dtype)
-        settings = dict(match_mlperf=plan.match_mlperf, xla=plan.xla,
-                        optimizer_impl=optimizer_impl_for(plan.optimizer),
-                        row_frequencies=example_frequencies(data, plan.num_neg))
-        settings.update(options)
-        return Trainer(self.strategy, model, AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon),
-                       **settings)
+        """A fresh model and Trainer built as a run builds them, with `options` overriding the plan's."""
+        return self.bench.build_trainer(self.seed, **options)
 
     def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from harness.data.sampling import epoch_examples
@@ -259,22 +235,17 @@ class Session:
 
 
 def _warm_up(trainer: Any, iterator: Any, steps_per_call: int) -> None:
-    """Compile and run the first real calls (a capacity plan may be refined after the first one)."""
-    import tensorflow as tf
-
-    for _ in range(2):
-        float(trainer.train_steps(iterator, tf.constant(steps_per_call)))
+    """Compile and run the first two real calls (a capacity plan may be refined after the first one)."""
+    _calls(trainer, iterator, 2 * steps_per_call, steps_per_call)
 
 
 def measure_training(session: Session, trainer: Any, arrays: tuple, steps: int) -> TrainingRate:
     """Examples/s of `steps` steps through the real input pipeline (after `_warm_up`)."""
-    import tensorflow as tf
-
     plan = session.plan
     per_call = plan.steps_per_call
     iterator = iter(session.train_dataset(arrays, steps + 2 * per_call))
     _warm_up(trainer, iterator, per_call)
-    return _time_steps(lambda n: float(trainer.train_steps(iterator, tf.constant(n))), steps, plan.batch_size, per_call)
+    return _time_steps(trainer, iterator, steps, plan.batch_size, per_call)
 
 
 def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rounds: int = 3) -> dict:
@@ -296,7 +267,7 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     source = iter(session.train_dataset(arrays, total))
     with Stopwatch() as watch:
         batches = [next(source) for _ in range(total)]
-        _sync(batches[-1])
+        wait_for(batches[-1])
     out: dict = {"input_ms": 1000 * watch.timing.seconds / total}
     columns = [tf.stack(column) for column in zip(*batches)]
     memory = iter(tf.data.Dataset.from_tensor_slices(tuple(columns)).repeat())
@@ -307,7 +278,7 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     if trainer.fused:
         for name, update in (("eager_step_ms", True), ("forward_backward_ms", False)):
             step = trainer.compiled_step(batch, update=update)
-            _sync(step(*batches[0]))
+            wait_for(step(*batches[0]))
             variants[name] = functools.partial(_eager_steps, step, batches, chunk)
     float(trainer.train_steps(pipeline, tf.constant(per_call)))    # warm both pipelines
     float(trainer.train_steps(memory, tf.constant(per_call)))
@@ -352,15 +323,7 @@ def _eager_steps(step: Callable, batches: list, steps: int, round_index: int) ->
     result = None
     for i in range(steps):
         result = step(*batches[(round_index * steps + i) % len(batches)])
-    _sync(result)
-
-
-def _sync(value: Any) -> None:
-    import tensorflow as tf
-
-    for t in tf.nest.flatten(value):
-        if hasattr(t, "numpy"):
-            t.numpy()
+    wait_for(result)
 
 
 def measure_overlap(session: Session, trainer: Any, arrays: tuple, steps: int) -> dict:
@@ -499,7 +462,6 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
 
 def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     """Every measurement of one invocation, as a JSON-friendly dict."""
-    from harness.data.sampling import build_tables
     from reference import constants
 
     report: dict = {"system": plan.system, "dataset": plan.dataset, "batch_size": plan.batch_size,
@@ -509,8 +471,7 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
         report["foreign_cores_after_wait"] = wait_until_quiet(args.wait_quiet)
     session = Session(plan, profile)
     data = session.data
-    report["matmul_gflops"] = matmul_gflops()
-    build_tables(data)
+    report["matmul_gflops"] = matmul_gflops()   # the session built the sampling tables
     with Stopwatch() as watch:
         arrays = session.epoch(1)
     report["negatives_and_shuffle"] = watch.timing

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from harness.data.movielens import RatingFile
 from harness.data.prepare import UNVERIFIED, PreparedData, load_dataset, prepare_rating_file
 from harness.data.registry import CSV_FORMAT
 from harness.errors import UserError
+from harness.process_usage import peak_rss_bytes
 
 DEFAULT_DATASET = "synthetic-small"
 SUMMARY_KEYS = (
@@ -123,12 +123,6 @@ def _timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
 def bench_csv(name: str) -> dict[str, Any]:
     """Write synthetic dataset `name` as ratings.csv and time its preparation in a fresh process."""
     if not synthetic.is_synthetic(name):
@@ -148,7 +142,7 @@ def _prepare_csv_in_child(csv_path: str, cache_dir: str) -> dict[str, Any]:
     rating_file = RatingFile(Path(csv_path), None, CSV_FORMAT)
     data, wall, cpu = _timed(lambda: prepare_rating_file("bench-csv", rating_file, UNVERIFIED, cache_root(cache_dir)))
     return {"prepare_seconds": round(wall, 2), "prepare_cpu_seconds": round(cpu, 2),
-            "peak_rss_mib": round(_peak_rss_mib(), 1), "users": data.num_users, "items": data.num_items,
+            "peak_rss_mib": round(peak_rss_bytes() / (1 << 20), 1), "users": data.num_users, "items": data.num_items,
             "ratings": data.num_ratings, "train_positives": data.num_train}
 
 
@@ -161,7 +155,7 @@ def bench_sampling(data: PreparedData, seed: int) -> dict[str, Any]:
             "tables_cpu_seconds": round(tables_cpu, 2), "epoch_examples": int(users.size),
             "epoch_seconds": round(epoch_wall, 2), "epoch_cpu_seconds": round(epoch_cpu, 2),
             "eval_negatives": data.num_users, "eval_seconds": round(eval_wall, 2),
-            "eval_cpu_seconds": round(eval_cpu, 2), "peak_rss_mib": round(_peak_rss_mib(), 1)}
+            "eval_cpu_seconds": round(eval_cpu, 2), "peak_rss_mib": round(peak_rss_bytes() / (1 << 20), 1)}
 
 
 def _print_text(report: dict[str, Any], indent: str = "") -> None:
