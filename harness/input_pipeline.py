@@ -47,8 +47,29 @@ def _pad(array: np.ndarray, length: int, fill: Any = 0) -> np.ndarray:
     return out
 
 
+_POSITION_BITS = 32
+
+
+def order_by_user(users: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                  valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One batch's rows reordered by user id (ties keep their order): the same batch, sorted.
+
+    Why: the fused step gathers each example's user-side activations from the batch's distinct
+    users and sums their gradients back per user (harness.split_mlp). In user order both walk the
+    per-user arrays front to back instead of jumping around 40 MB of them; that made a synthetic
+    ml-20m step about 4-5% faster here (`throughput --ablation` measures it). A batch's gradient is a sum
+    over its examples, so the order changes only the float rounding of those sums; the batch, and
+    so the run's sequence of batches, is the same. One sort of 64-bit keys (user, position), which
+    numpy vectorises, costs about 1.3 ms per 98,304 examples, off the training thread (tf.data).
+    """
+    keys = (users.astype(np.int64) << _POSITION_BITS) | np.arange(len(users), dtype=np.int64)
+    keys.sort()
+    order = keys & ((1 << _POSITION_BITS) - 1)
+    return users.take(order), items.take(order), labels.take(order), valid.take(order)
+
+
 def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
-                  steps: int, global_batch: int, num_hosts: int) -> Any:
+                  steps: int, global_batch: int, num_hosts: int, user_order: bool = False) -> Any:
     """This host's shard of one epoch as a distributed dataset of (users, items, labels, valid).
 
     The epoch's three columns become one tensor each (one copy, no padding copies); each dataset
@@ -56,7 +77,8 @@ def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: n
     examples (valid = 0, user 0, item 0, label 0) inside the pipeline. Slicing runs in tf.data's
     own threads ahead of the training step (prefetch), so the step rarely waits for input; the
     padding never allocates an epoch-sized array (a padded `valid` column alone would be 400 MB
-    at ml-20m).
+    at ml-20m). `user_order` sorts each per-replica batch by user (`order_by_user`), for the
+    Trainer that asks for it (`Trainer.user_ordered_batches`).
     """
     import tensorflow as tf
 
@@ -78,7 +100,11 @@ def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: n
             users_b, items_b, labels_b = (tf.ensure_shape(tf.pad(t[start:stop], pad), [per_replica])
                                           for t in tensors)
             valid = tf.ensure_shape(tf.pad(tf.ones([stop - start], tf.float32), pad), [per_replica])
-            return users_b, items_b, labels_b, valid
+            if not user_order:
+                return users_b, items_b, labels_b, valid
+            ordered = tf.numpy_function(order_by_user, [users_b, items_b, labels_b, valid],
+                                        [tf.int32, tf.int32, tf.float32, tf.float32], stateful=False)
+            return tuple(tf.ensure_shape(column, [per_replica]) for column in ordered)
 
         return fixed_options(tf.data.Dataset.range(length // per_replica)
                              .map(batch, num_parallel_calls=MAP_PARALLELISM, deterministic=True)

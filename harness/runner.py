@@ -274,7 +274,8 @@ class BenchmarkSession:
                 wait = time.time() - t0
                 if epoch < plan.max_epochs:
                     upcoming = pool.submit(generate, epoch + 1)
-                dataset = train_dataset(self.strategy, users, items_e, labels, steps, plan.batch_size, topo.num_hosts)
+                dataset = train_dataset(self.strategy, users, items_e, labels, steps, plan.batch_size, topo.num_hosts,
+                                        user_order=trainer.user_ordered_batches)
                 loss = self._train_epoch(trainer, dataset, steps, epoch)
                 train_s = time.time() - t0
                 log.end("epoch_stop", metadata=meta)

@@ -102,6 +102,10 @@ class Trainer:
         loss_scale_growth_interval: finite steps before the loss scale doubles (2,000).
         fused_step: allow the fused path (False forces the distributed path everywhere: the
             plain reference to compare fast paths with).
+        user_order: ask for training batches sorted by user (`user_ordered_batches`, fused path
+            only): the fused step's per-user gathers and gradient sums then read memory in order.
+            The caller's input pipeline does the sorting (harness.input_pipeline.order_by_user);
+            the batches stay the same, so results differ only by float rounding.
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, model: NeuMF, adam: AdamConfig,
@@ -109,7 +113,8 @@ class Trainer:
                  split_first_layer: bool = True, fast_eval: bool = True,
                  row_frequencies: Sequence[np.ndarray | None] = (None, None),
                  loss_scale: str | None = AUTO, initial_loss_scale: float = 2.0 ** 15,
-                 loss_scale_growth_interval: int = 2000, fused_step: bool = True) -> None:
+                 loss_scale_growth_interval: int = 2000, fused_step: bool = True,
+                 user_order: bool = True) -> None:
         self.strategy = strategy
         self.model = model
         self.adam = adam
@@ -121,6 +126,7 @@ class Trainer:
         self.variables = model.ordered_variables
         self.fused = fused_step and fast_paths.fused_step_applies(
             self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy))
+        self.user_ordered_batches = self.fused and user_order
         self.optimizer_impl = fast_paths.choose_optimizer_impl(optimizer_impl, self.fused,
                                                                model.mf_regularization != 0.0)
         if loss_scale == AUTO:
@@ -164,6 +170,7 @@ class Trainer:
                 "side_plans": None if plans is None else
                 {name: {"mode": p.mode, "capacity": p.capacity} for name, p in zip(("user", "item"), plans)},
                 "split_first_layer": self.split_first_layer,
+                "user_ordered_batches": self.user_ordered_batches,
                 "fast_eval": self.fast_eval, "loss_scale": "dynamic" if self.loss_scale else None,
                 "eval_output_layer": "float32" if self.fast_eval else self.model.compute_dtype.name}
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from harness.input_pipeline import eval_dataset, steps_for, train_dataset
+from harness.input_pipeline import eval_dataset, order_by_user, steps_for, train_dataset
 
 
-def collect(users, items, labels, steps, batch):
-    dataset = train_dataset(tf.distribute.get_strategy(), users, items, labels, steps, batch, 1)
+def collect(users, items, labels, steps, batch, user_order=False):
+    dataset = train_dataset(tf.distribute.get_strategy(), users, items, labels, steps, batch, 1, user_order=user_order)
     return [tuple(t.numpy() for t in element) for element in dataset]
 
 
@@ -50,3 +50,34 @@ def test_train_and_eval_datasets_run_without_autotuning():
     eval_ = eval_dataset(strategy, np.zeros((4, 1000), np.int32), np.zeros((4, 1000), np.int8), 2, 1, 1, 0)[0]
     for dataset in (train, eval_):
         assert dataset.options().autotune.enabled is False
+
+
+def test_order_by_user_sorts_a_batch_and_keeps_ties_in_order():
+    users = np.array([5, 1, 5, 0, 1, 5], np.int32)
+    items = np.arange(6, dtype=np.int32)
+    labels = np.array([1, 0, 0, 1, 1, 0], np.float32)
+    valid = np.array([1, 1, 1, 1, 1, 0], np.float32)
+    got = order_by_user(users, items, labels, valid)
+    np.testing.assert_array_equal(got[0], [0, 1, 1, 5, 5, 5])
+    np.testing.assert_array_equal(got[1], [3, 1, 4, 0, 2, 5])   # ties keep their order
+    np.testing.assert_array_equal(got[2], labels[got[1]])
+    np.testing.assert_array_equal(got[3], valid[got[1]])
+    assert [a.dtype for a in got] == [np.int32, np.int32, np.float32, np.float32]
+
+
+def test_user_ordered_batches_are_the_same_batches_sorted():
+    """Each batch holds exactly the examples of the unordered batch (padding included), by user."""
+    rng = np.random.default_rng(1)
+    n, batch = 1000, 128
+    users = rng.integers(0, 50, n).astype(np.int32)
+    items = rng.integers(0, 70, n).astype(np.int32)
+    labels = (rng.random(n) < 0.2).astype(np.float32)
+    steps = steps_for(n, batch)
+    plain = collect(users, items, labels, steps, batch)
+    ordered = collect(users, items, labels, steps, batch, user_order=True)
+    assert len(ordered) == len(plain) == steps
+    for got, want in zip(ordered, plain):
+        assert np.all(np.diff(got[0]) >= 0), "sorted by user"
+        rows = lambda b: sorted(zip(*(column.tolist() for column in b)))
+        assert rows(got) == rows(want)
+        assert [column.shape for column in got] == [(batch,)] * 4
