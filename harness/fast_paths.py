@@ -20,6 +20,9 @@ prints them for profiles whose hardware is not present (GPU, TPU), so both alway
 - Split first layer: per side (users, items) of a training batch, either every table row
   (ALL_ROWS: the table is no larger than the batch) or the batch's distinct rows (DISTINCT),
   with a static capacity planned from row frequencies (`plan_side`).
+- Batches ordered by user: on the fused path, each training batch is sorted by user id before
+  the step (harness.input_pipeline.order_by_user), so the step's per-user gathers and gradient sums
+  read memory in order. The batches are the same; only float rounding changes.
 - Loss scaling: dynamic for float16 compute (mixed_float16); none for float32 and bfloat16.
 """
 from __future__ import annotations
@@ -164,5 +167,6 @@ def planned_settings(xla: bool, num_replicas: int, device: str, precision: str, 
     fused = fused_step_applies(xla, num_replicas, device == "tpu")
     return {"path": "fused" if fused else "distributed", "xla": bool(xla),
             "optimizer_impl": choose_optimizer_impl(optimizer_impl_for(optimizer_name), fused, regularised),
-            "split_first_layer": True, "fast_eval": True, "loss_scale": loss_scaling_for(precision),
+            "split_first_layer": True, "user_ordered_batches": fused, "fast_eval": True,
+            "loss_scale": loss_scaling_for(precision),
             "eval_output_layer": "float32"}

@@ -434,16 +434,31 @@ def run_peer(batch: int, xla: bool, wait_quiet: int) -> dict:
 ABLATION = (
     ("reference path (distributed step, model forward, dense Adam, argsort eval)",
      dict(fused_step=False, split_first_layer=False, fast_eval=False, optimizer_impl="dense")),
-    ("+ fused XLA step", dict(split_first_layer=False, fast_eval=False, optimizer_impl="dense")),
+    ("+ fused XLA step", dict(split_first_layer=False, fast_eval=False, optimizer_impl="dense", user_order=False)),
     ("+ split first layer (train) and fast eval", dict(optimizer_impl="dense", user_order=False)),
     ("+ batches ordered by user (the default)", dict(optimizer_impl="dense")),
     ("+ exact lazy Adam (optional)", dict(optimizer_impl="lazy_exact")),
 )
 
 
-def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: int) -> list[dict]:
-    """Training and eval rates of the reference path and each fast path switched on in turn."""
-    rows = []
+ABLATION_ROUNDS = 3
+
+
+def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: int,
+                     rounds: int = ABLATION_ROUNDS) -> list[dict]:
+    """Training and eval rates of the reference path and each fast path switched on in turn.
+
+    All variants are built and warmed up first, then timed in `rounds` interleaved rounds (each
+    round times every variant once, `steps // rounds` steps and one eval each). A variant's
+    figures are medians over rounds, and its ratios to the reference path are medians of the
+    per-round ratios: a change of machine speed during the measurement (on shared machines,
+    +-10% within minutes) then moves a variant and its baseline alike instead of showing up as
+    a difference between fast paths measured minutes apart.
+    """
+    per_call = session.plan.steps_per_call
+    chunk = max(1, steps // rounds)
+    rows: list[dict] = []
+    live: list[tuple[dict, Any, Any]] = []     # (row, trainer, training iterator)
     for label, options in ABLATION:
         if not session.plan.xla and options.get("fused_step", True):
             continue
@@ -452,13 +467,32 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
         except ValueError as exc:   # e.g. lazy Adam where no fused step exists
             rows.append({"variant": label, "skipped": str(exc)})
             continue
-        rate = measure_training(session, trainer, arrays, steps)
-        ev = measure_eval(session, trainer, eval_users)
-        rows.append({"variant": label, "trainer": trainer.describe(), "examples_per_s": rate.examples_per_s,
-                     "train_foreign_cores": rate.timing.foreign_cores, "pairs_per_s": ev["pairs_per_s"],
-                     "eval_foreign_cores": ev["timing"].foreign_cores, "hit_rate": ev["hit_rate"]})
-        del trainer
-        gc.collect()
+        iterator = iter(session.train_dataset(arrays, 2 * per_call + rounds * chunk, trainer))
+        _warm_up(trainer, iterator, per_call)
+        row = {"variant": label, "trainer": trainer.describe(), "rounds": []}
+        rows.append(row)
+        live.append((row, trainer, iterator))
+    for _ in range(rounds):
+        for row, trainer, iterator in live:
+            rate = _time_steps(trainer, iterator, chunk, session.plan.batch_size, per_call)
+            ev = measure_eval(session, trainer, eval_users)
+            row["rounds"].append({"examples_per_s": rate.examples_per_s, "pairs_per_s": ev["pairs_per_s"],
+                                  "train_foreign_cores": rate.timing.foreign_cores,
+                                  "eval_foreign_cores": ev["timing"].foreign_cores, "hit_rate": ev["hit_rate"]})
+    for row, _, _ in live:
+        done = row["rounds"]
+        for key in ("examples_per_s", "pairs_per_s"):
+            row[key] = float(np.median([r[key] for r in done]))
+        for key in ("train_foreign_cores", "eval_foreign_cores"):
+            row[key] = float(np.mean([r[key] or 0.0 for r in done]))
+        row["hit_rate"] = done[-1]["hit_rate"]
+    if live:
+        base = live[0][0]["rounds"]
+        for row, _, _ in live:
+            for key, name in (("examples_per_s", "training_x_reference"), ("pairs_per_s", "eval_x_reference")):
+                row[name] = float(np.median([r[key] / b[key] for r, b in zip(row["rounds"], base)]))
+    del live
+    gc.collect()
     return rows
 
 
@@ -493,7 +527,7 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     del trainer
     gc.collect()
     if args.ablation:
-        report["ablation"] = measure_ablation(session, arrays, max(4, steps // 2), min(args.eval_sample, 4000))
+        report["ablation"] = measure_ablation(session, arrays, max(ABLATION_ROUNDS, steps), min(args.eval_sample, 4000))
     _derive(report, plan, data, constants.EVAL_ROW)
     return report
 
@@ -533,13 +567,6 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
     }
     if "peer" in report:
         report["ratios"]["training_vs_peer"] = train_rate / report["peer"]["examples_per_s"]
-    if report.get("ablation"):
-        base = report["ablation"][0]
-        if "examples_per_s" in base:
-            for row in report["ablation"]:
-                if "examples_per_s" in row:
-                    row["training_x_reference"] = row["examples_per_s"] / base["examples_per_s"]
-                    row["eval_x_reference"] = row["pairs_per_s"] / base["pairs_per_s"]
 
 
 # ----------------------------------------------------------------------------------- output
@@ -624,7 +651,8 @@ def _print_report(report: dict) -> None:
         console.print(f"[bold]training vs TF Model Garden peer: {ratios['training_vs_peer']:.2f}x[/bold] "
                       f"({report['peer']['line']})")
     if report.get("ablation"):
-        table = Table(title="ablation (each fast path switched on in turn)")
+        table = Table(title=f"ablation (each fast path switched on in turn; medians of {ABLATION_ROUNDS} "
+                            "interleaved rounds, x ref = median of per-round ratios)")
         for col in ("variant", "train ex/s", "x ref", "eval pairs/s", "x ref", "foreign"):
             table.add_column(col, justify="right" if col != "variant" else "left")
         for row in report["ablation"]:

@@ -29,6 +29,7 @@ def test_cpu_profile_runs_fused_dense(capsys):
     out = dry_run(capsys, "--system", "cpu", "--dataset", "synthetic-ml20m")
     assert out["trainer"]["path"] == "fused"
     assert out["trainer"]["optimizer_impl"] == "dense"
+    assert out["trainer"]["user_ordered_batches"] is True
     assert out["trainer"]["loss_scale"] is None
     assert out["plan"]["batch_size"] == 98304
 
@@ -98,3 +99,26 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
     assert ops["available"], ops.get("reason")
     assert {"matmul", "optimizer", "gather"} <= set(ops["categories"]), ops["categories"]
     assert ops["traced_ms"] > 0 and all(op["op_type"] for op in ops["top"][:3]), ops["top"][:3]
+
+
+def test_tiny_ablation_interleaves_every_variant(tmp_path):
+    """Every variant is timed in each round; ratios are per-round medians against the reference."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "NCF_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", "cpu", "--dataset",
+         "synthetic-small", "--steps", "3", "--eval-sample", "100", "--seed", "1", "--ablation", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)["ablation"]
+    assert [row["variant"].split(" (")[0] for row in rows] == [
+        "reference path", "+ fused XLA step", "+ split first layer", "+ batches ordered by user",
+        "+ exact lazy Adam"]
+    assert rows[0]["training_x_reference"] == rows[0]["eval_x_reference"] == 1.0
+    for row in rows:
+        assert len(row["rounds"]) == 3, row["variant"]
+        assert all(r["examples_per_s"] > 0 and r["pairs_per_s"] > 0 for r in row["rounds"])
+        assert min(r["examples_per_s"] for r in row["rounds"]) <= row["examples_per_s"] \
+            <= max(r["examples_per_s"] for r in row["rounds"])
+    ordered = [row["trainer"]["user_ordered_batches"] for row in rows]
+    assert ordered == [False, False, False, True, True]
