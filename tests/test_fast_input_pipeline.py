@@ -18,12 +18,16 @@ def collect(users, items, labels, steps, batch, user_order=False):
     return [tuple(t.numpy() for t in element) for element in dataset]
 
 
+def random_epoch(seed: int, n: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, labels) of n random examples over 50 users and 70 items."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 50, n).astype(np.int32), rng.integers(0, 70, n).astype(np.int32),
+            (rng.random(n) < 0.2).astype(np.float32))
+
+
 def test_batches_are_the_epoch_in_order_with_a_padded_tail():
-    rng = np.random.default_rng(0)
     n, batch = 1000, 128
-    users = rng.integers(0, 50, n).astype(np.int32)
-    items = rng.integers(0, 70, n).astype(np.int32)
-    labels = (rng.random(n) < 0.2).astype(np.float32)
+    users, items, labels = random_epoch(0, n)
     steps = steps_for(n, batch)
     got = collect(users, items, labels, steps, batch)
     assert len(got) == steps == 8
@@ -67,11 +71,8 @@ def test_order_by_user_sorts_a_batch_and_keeps_ties_in_order():
 
 def test_user_ordered_batches_are_the_same_batches_sorted():
     """Each batch holds exactly the examples of the unordered batch (padding included), by user."""
-    rng = np.random.default_rng(1)
     n, batch = 1000, 128
-    users = rng.integers(0, 50, n).astype(np.int32)
-    items = rng.integers(0, 70, n).astype(np.int32)
-    labels = (rng.random(n) < 0.2).astype(np.float32)
+    users, items, labels = random_epoch(1, n)
     steps = steps_for(n, batch)
     plain = collect(users, items, labels, steps, batch)
     ordered = collect(users, items, labels, steps, batch, user_order=True)

@@ -73,16 +73,21 @@ def test_fast_path_rules():
 
 
 @pytest.mark.slow
-def test_tiny_real_measurement_reports_every_figure(tmp_path):
-    """A fresh interpreter (thread settings must precede TensorFlow's start) on synthetic-small."""
+def tiny_throughput(tmp_path, steps: int, flag: str, timeout: int) -> dict:
+    """The JSON report of a real `throughput` on synthetic-small, in a fresh interpreter (thread
+    settings must precede TensorFlow's start)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
            "NCF_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
         [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", "cpu", "--dataset",
-         "synthetic-small", "--steps", "2", "--eval-sample", "100", "--seed", "1", "--op-profile", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
+         "synthetic-small", "--steps", str(steps), "--eval-sample", "100", "--seed", "1", flag, "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_tiny_real_measurement_reports_every_figure(tmp_path):
+    report = tiny_throughput(tmp_path, 2, "--op-profile", timeout=240)
     assert report["trainer"]["optimizer_impl"] == "dense"
     assert report["matmul_gflops"] > 0
     assert report["training"][0]["examples_per_s"] > 0 and report["eval"]["pairs_per_s"] > 0
@@ -103,14 +108,7 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
 
 def test_tiny_ablation_interleaves_every_variant(tmp_path):
     """Every variant is timed in each round; ratios are per-round medians against the reference."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-           "NCF_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", "cpu", "--dataset",
-         "synthetic-small", "--steps", "3", "--eval-sample", "100", "--seed", "1", "--ablation", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=400, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout)["ablation"]
+    rows = tiny_throughput(tmp_path, 3, "--ablation", timeout=400)["ablation"]
     assert [row["variant"].split(" (")[0] for row in rows] == [
         "reference path", "+ fused XLA step", "+ split first layer", "+ batches ordered by user",
         "+ exact lazy Adam"]
