@@ -59,10 +59,12 @@ def order_by_user(users: np.ndarray, items: np.ndarray, labels: np.ndarray,
     per-user arrays front to back instead of jumping around 40 MB of them. On synthetic-ml20m
     batches held in memory, interleaved in one process, that took a median 4-5% off a step here;
     through the whole pipeline the gain is smaller than this machine's noise, and `throughput
-    --ablation` reports it as its own row. A batch's gradient is a sum
-    over its examples, so the order changes only the float rounding of those sums; the batch, and
-    so the run's sequence of batches, is the same. One sort of 64-bit keys (user, position), which
-    numpy vectorises, costs about 1.3 ms per 98,304 examples, off the training thread (tf.data).
+    --ablation` reports it as its own row.
+
+    A batch's gradient is a sum over its examples, so the order changes only the float rounding
+    of those sums; the batch, and so the run's sequence of batches, is the same. One sort of
+    64-bit keys (user, position), which numpy vectorises, costs about 1.3 ms per 98,304 examples,
+    off the training thread (tf.data).
     """
     keys = (users.astype(np.int64) << _POSITION_BITS) | np.arange(len(users), dtype=np.int64)
     keys.sort()

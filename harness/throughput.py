@@ -486,7 +486,7 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
         for key in ("train_foreign_cores", "eval_foreign_cores"):
             row[key] = float(np.mean([r[key] or 0.0 for r in done]))
         row["hit_rate"] = done[-1]["hit_rate"]
-    if live:
+    if live and live[0][0]["variant"] == ABLATION[0][0]:   # ratios need the reference path itself
         base = live[0][0]["rounds"]
         for row, _, _ in live:
             for key, name in (("examples_per_s", "training_x_reference"), ("pairs_per_s", "eval_x_reference")):
