@@ -57,9 +57,9 @@ def order_by_user(users: np.ndarray, items: np.ndarray, labels: np.ndarray,
     Why: the fused step gathers each example's user-side activations from the batch's distinct
     users and sums their gradients back per user (harness.split_mlp). In user order both walk the
     per-user arrays front to back instead of jumping around 40 MB of them. On synthetic-ml20m
-    batches held in memory, interleaved in one process, that took about 4% (median 18-22 ms) off a step here;
-    through the whole pipeline the gain is smaller than this machine's noise, and `throughput
-    --ablation` reports it as its own row.
+    batches held in memory, interleaved in one process, that took about 4% (median 18-22 ms) off
+    a step here; through the whole pipeline the gain is smaller than this machine's noise, and
+    `throughput --ablation` reports it as its own row.
 
     A batch's gradient is a sum over its examples, so the order changes only the float rounding
     of those sums; the batch, and so the run's sequence of batches, is the same. One sort of
