@@ -35,6 +35,11 @@ def cli(args: list[str], tmp_path: Path, timeout: float = 300, **kw) -> subproce
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so Python installs KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def mllog_events(path: Path) -> list[dict]:
     return [json.loads(line.split(":::MLLOG", 1)[1]) for line in path.read_text().splitlines()
             if line.startswith(":::MLLOG")]
@@ -108,30 +113,53 @@ def test_dry_run_prints_the_plan_without_training(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def _interrupted_run(root: Path, result: str, signum: int) -> subprocess.Popen:
+    """Start a long run into `root`, send `signum` once its first eval is logged, wait for it to end."""
+    env = dict(os.environ, NCF_CACHE_DIR=str(root / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
+    # Ctrl-C's default action, whatever this test inherited: a test run launched as a background
+    # job (`pytest ... &` in a script) ignores SIGINT, and its children would inherit that.
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_benchmark.py"), *QUICK, "--results-dir", str(root),
+                             "--max-epochs", "50", "--target", "0.999"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+    try:
+        log = root / "results/cpu/ncf" / result
+        deadline = time.time() + 240
+        while time.time() < deadline and (not log.exists() or "eval_accuracy" not in log.read_text()):
+            time.sleep(0.5)
+        proc.send_signal(signum)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:     # never leave a 50-epoch run behind to load the rest of the suite
+            proc.kill()
+            proc.wait()
+    return proc
+
+
+def _assert_aborted_as_interrupted(results: Path, stem: str) -> None:
+    assert not (results / f"{stem}.txt").exists(), "an interrupted run must leave the counted result names"
+    stop = [e for e in mllog_events(results / f"{stem}.txt.incomplete") if e["key"] == "run_stop"]
+    assert len(stop) == 1 and stop[0]["metadata"]["status"] == "aborted"
+    assert stop[0]["metadata"]["abort_reason"] == "interrupted"
+    summary = json.loads((results / f"{stem}.json.incomplete").read_text())
+    assert summary["complete"] is False and summary["abort_reason"] == "interrupted"
+
+
 @pytest.mark.slow
 def test_interrupted_run_is_aborted_and_the_next_run_takes_the_next_number(quick_run, tmp_path):
     _, root = quick_run
     before = (root / "results/cpu/ncf/result_0.txt").read_text()
-    env = dict(os.environ, NCF_CACHE_DIR=str(root / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen([sys.executable, str(REPO / "run_benchmark.py"), *QUICK, "--results-dir", str(root),
-                             "--max-epochs", "50", "--target", "0.999"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log = root / "results/cpu/ncf/result_1.txt"
-    deadline = time.time() + 240
-    while time.time() < deadline and (not log.exists() or "eval_accuracy" not in log.read_text()):
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    assert not log.exists(), "an interrupted run must leave the counted result names"
-    log = root / "results/cpu/ncf/result_1.txt.incomplete"
-    events = mllog_events(log)
-    stop = [e for e in events if e["key"] == "run_stop"]
-    assert len(stop) == 1 and stop[0]["metadata"]["status"] == "aborted"
-    assert stop[0]["metadata"]["abort_reason"] == "interrupted"
-    summary = json.loads((root / "results/cpu/ncf/result_1.json.incomplete").read_text())
-    assert summary["complete"] is False and summary["abort_reason"] == "interrupted"
+    proc = _interrupted_run(root, "result_1.txt", signal.SIGINT)
+    assert proc.returncode == 130       # cli.main's exit code for an interrupted command
+    _assert_aborted_as_interrupted(root / "results/cpu/ncf", "result_1")
     assert (root / "results/cpu/ncf/result_0.txt").read_text() == before
     nxt = cli([*QUICK, "--results-dir", str(root), "--max-epochs", "1", "--target", "0.999"], root)
     assert nxt.returncode == 0, nxt.stderr[-2000:]
     assert (root / "results/cpu/ncf/result_2.txt").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_aborts_a_run_like_ctrl_c(tmp_path):
+    proc = _interrupted_run(tmp_path, "result_0.txt", signal.SIGTERM)
+    assert proc.returncode == 130
+    _assert_aborted_as_interrupted(tmp_path / "results/cpu/ncf", "result_0")
