@@ -29,9 +29,17 @@ ORDERED_KEYS = [
 ]
 
 
+def _command(args: list[str]) -> list[str]:
+    return [sys.executable, str(REPO / "run_benchmark.py"), *args]
+
+
+def _env(root: Path) -> dict[str, str]:
+    """The environment of a CLI run in `root`: its own dataset cache, TensorFlow's logs quiet."""
+    return dict(os.environ, NCF_CACHE_DIR=str(root / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
+
+
 def cli(args: list[str], tmp_path: Path, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, NCF_CACHE_DIR=str(tmp_path / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(REPO / "run_benchmark.py"), *args], cwd=tmp_path, env=env,
+    return subprocess.run(_command(args), cwd=tmp_path, env=_env(tmp_path),
                           capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -113,19 +121,19 @@ def test_dry_run_prints_the_plan_without_training(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def _interrupted_run(root: Path, result: str, signum: int) -> subprocess.Popen:
-    """Start a long run into `root`, send `signum` once its first eval is logged, wait for it to end."""
-    env = dict(os.environ, NCF_CACHE_DIR=str(root / "cache"), TF_CPP_MIN_LOG_LEVEL="2")
-    # Ctrl-C's default action, whatever this test inherited: a test run launched as a background
-    # job (`pytest ... &` in a script) ignores SIGINT, and its children would inherit that.
-    proc = subprocess.Popen([sys.executable, str(REPO / "run_benchmark.py"), *QUICK, "--results-dir", str(root),
-                             "--max-epochs", "50", "--target", "0.999"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def _interrupted_run(root: Path, stem: str, signum: int) -> subprocess.Popen:
+    """Start a long run into `root` (log `stem`.txt), send `signum` once its first eval is logged,
+    wait for it to end."""
+    # preexec_fn: Ctrl-C's default action, whatever this test inherited. A test run launched as a
+    # background job (`pytest ... &` in a script) ignores SIGINT, and its children would inherit that.
+    proc = subprocess.Popen(_command([*QUICK, "--results-dir", str(root), "--max-epochs", "50", "--target", "0.999"]),
+                            cwd=root, env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_default_sigint)
     try:
-        log = root / "results/cpu/ncf" / result
+        log = root / "results/cpu/ncf" / f"{stem}.txt"
         deadline = time.time() + 240
-        while time.time() < deadline and (not log.exists() or "eval_accuracy" not in log.read_text()):
+        while (time.time() < deadline and proc.poll() is None
+               and (not log.exists() or "eval_accuracy" not in log.read_text())):
             time.sleep(0.5)
         proc.send_signal(signum)
         proc.communicate(timeout=120)
@@ -149,7 +157,7 @@ def _assert_aborted_as_interrupted(results: Path, stem: str) -> None:
 def test_interrupted_run_is_aborted_and_the_next_run_takes_the_next_number(quick_run, tmp_path):
     _, root = quick_run
     before = (root / "results/cpu/ncf/result_0.txt").read_text()
-    proc = _interrupted_run(root, "result_1.txt", signal.SIGINT)
+    proc = _interrupted_run(root, "result_1", signal.SIGINT)
     assert proc.returncode == 130       # cli.main's exit code for an interrupted command
     _assert_aborted_as_interrupted(root / "results/cpu/ncf", "result_1")
     assert (root / "results/cpu/ncf/result_0.txt").read_text() == before
@@ -160,6 +168,6 @@ def test_interrupted_run_is_aborted_and_the_next_run_takes_the_next_number(quick
 
 @pytest.mark.slow
 def test_sigterm_aborts_a_run_like_ctrl_c(tmp_path):
-    proc = _interrupted_run(tmp_path, "result_0.txt", signal.SIGTERM)
+    proc = _interrupted_run(tmp_path, "result_0", signal.SIGTERM)
     assert proc.returncode == 130
     _assert_aborted_as_interrupted(tmp_path / "results/cpu/ncf", "result_0")
