@@ -98,7 +98,14 @@ class NeuMF(tf.Module):
 
         Split out so a fast path can compute the first layer's user and item halves separately.
         """
-        x = tf.nn.relu(first_layer_preact)
+        return self.upper_layers(tf.nn.relu(first_layer_preact))
+
+    def upper_layers(self, first_layer_activation: tf.Tensor) -> tf.Tensor:
+        """The hidden layers after the first, from the first layer's activation (after its ReLU).
+
+        Split out so a fast path can produce that activation its own way (harness.split_mlp).
+        """
+        x = first_layer_activation
         for kernel, bias in zip(self.mlp_kernels[1:], self.mlp_biases[1:]):
             x = tf.nn.relu(tf.matmul(x, tf.cast(kernel, x.dtype)) + tf.cast(bias, x.dtype))
         return x

@@ -76,6 +76,45 @@ def test_split_logits_equal_model_logits(jit):
     np.testing.assert_allclose(got, want, **LOGIT_TOLERANCE)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_split_logits_gradients_equal_model_gradients(jit):
+    """The hand-written backward pass of the split first layer (stored-activation ReLU mask,
+    bias gradient summed over item rows) gives autodiff's gradients of the plain model."""
+    rng = np.random.default_rng(4)
+    model = NeuMF(400, 90, seed=6)
+    users = tf.constant(np.sort(rng.integers(0, 400, 512)).astype(np.int32))
+    items = tf.constant(rng.integers(0, 90, 512).astype(np.int32))
+    labels = tf.constant(rng.integers(0, 2, 512).astype(np.float32))
+    variables = model.ordered_variables
+
+    def loss_of(logits):
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+    def fast(u, i):
+        rows, index = distinct_rows(u, 400, 512)
+        with tf.GradientTape() as tape:
+            logits = split_logits(model, tf.gather(model.embedding_user, rows), index,
+                                  tf.convert_to_tensor(model.embedding_item), i)
+            loss = loss_of(logits)
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    def plain(u, i):
+        with tf.GradientTape() as tape:
+            loss = loss_of(model(u, i))
+        return [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    got = tf.function(fast, jit_compile=jit)(users, items)
+    want = plain(users, items)
+    preact = tf.concat([tf.gather(model.embedding_user, users)[:, model.mf_dim:],
+                        tf.gather(model.embedding_item, items)[:, model.mf_dim:]], 1) @ model.mlp_kernels[0]
+    dead = float(tf.reduce_mean(tf.cast(preact + model.mlp_biases[0] <= 0, tf.float32)))
+    assert 0.2 < dead < 0.8, "the batch must exercise the ReLU mask both ways"
+    for var, g, w in zip(variables, got, want):
+        scale = float(tf.reduce_max(tf.abs(w)))
+        assert scale > 0, var.name
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=2e-5 * scale, err_msg=var.name)
+
+
 def test_example_frequencies_follow_positives():
     data = SimpleNamespace(num_users=3, num_items=4, train_users=np.array([0, 0, 0, 2], np.int32),
                            train_items=np.array([1, 2, 3, 1], np.int32))
