@@ -9,8 +9,8 @@ prints them for profiles whose hardware is not present (GPU, TPU), so both alway
 - Optimizer implementation: "dense" (the reference), "lazy_exact" (dense Adam's results to float
   tolerance, rows updated when touched; needs the fused step and no L2 penalty on the tables),
   "lazy_adam" (MLPerf's Lazy Adam: different results; only when the profile names it).
-  "auto" is dense: on this project's CPU measurements lazy_exact, although exact (bit-identical
-  to dense Adam on the same step), was slower at both scales tried (ml-20m sizes, batch 98,304,
+  "auto" is dense: on this project's CPU measurements lazy_exact, although exact (equal to
+  dense Adam on the same step to rounding), was slower at both scales tried (ml-20m sizes, batch 98,304,
   `throughput --ablation`: 187k vs 214k and 177k vs 185k examples/s in two invocations;
   ml-latest-small sizes, batch 2,048: 119k vs 156k). Replaying a row's
   skipped steps is the same arithmetic as dense Adam, only deferred; what it saves (streaming

@@ -21,6 +21,8 @@ only the speed does (`harness.fast_paths.SidePlan`, planned without TensorFlow).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from reference.model import NeuMF
@@ -84,9 +86,33 @@ def first_layer_halves(model: NeuMF) -> tuple[tf.Tensor, tf.Tensor]:
     return kernel[:half], kernel[half:]
 
 
-def half_activation(model: NeuMF, rows: tf.Tensor, kernel_half: tf.Tensor) -> tf.Tensor:
+class RowBlocks(NamedTuple):
+    """Embedding rows as their two column blocks: the GMF part [n, mf_dim] and the MLP part [n, width - mf_dim].
+
+    Why: the training step differentiates with respect to these blocks (harness.trainer), so a
+    row's gradient is the concatenation of the blocks' gradients. Slicing one [n, width] tensor
+    instead gives each slice a zero-padded, full-width gradient, which XLA writes out and adds.
+    """
+
+    mf: tf.Tensor
+    mlp: tf.Tensor
+
+
+def row_blocks(model: NeuMF, rows: tf.Tensor | RowBlocks) -> RowBlocks:
+    """`rows` as RowBlocks (sliced by columns if given as one [n, width] tensor)."""
+    if isinstance(rows, RowBlocks):
+        return rows
+    return RowBlocks(rows[:, :model.mf_dim], rows[:, model.mf_dim:])
+
+
+def joined_rows(rows: tf.Tensor | RowBlocks) -> tf.Tensor:
+    """`rows` as one [n, width] tensor (the blocks concatenated if given as RowBlocks)."""
+    return tf.concat(list(rows), axis=1) if isinstance(rows, RowBlocks) else rows
+
+
+def half_activation(model: NeuMF, rows: tf.Tensor | RowBlocks, kernel_half: tf.Tensor) -> tf.Tensor:
     """[n, layers[1]]: the MLP part of embedding rows [n, width] times one half of the kernel."""
-    mlp = tf.cast(rows[:, model.mf_dim:], model.compute_dtype)
+    mlp = tf.cast(row_blocks(model, rows).mlp, model.compute_dtype)
     return tf.matmul(mlp, kernel_half)
 
 
@@ -133,20 +159,21 @@ def first_layer_activation(user_half: tf.Tensor, user_index: tf.Tensor, item_hal
     return activation(user_half, item_half, bias)
 
 
-def split_logits(model: NeuMF, user_rows: tf.Tensor, user_index: tf.Tensor,
-                 item_rows: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+def split_logits(model: NeuMF, user_rows: tf.Tensor | RowBlocks, user_index: tf.Tensor,
+                 item_rows: tf.Tensor | RowBlocks, item_index: tf.Tensor) -> tf.Tensor:
     """Float32 logits [batch] from each side's rows (distinct or whole table) and per-example indices.
 
-    user_rows[user_index] are the batch's user embeddings (likewise items). Each side's half of
-    the first layer is computed once per row of `*_rows`, then gathered per example inside
-    `first_layer_activation`; the rest is `NeuMF.__call__` after its first layer's ReLU.
+    user_rows[user_index] are the batch's user embeddings (likewise items), as one tensor or as
+    RowBlocks. Each side's half of the first layer is computed once per row of `*_rows`, then
+    gathered per example inside `first_layer_activation`; the rest is `NeuMF.__call__` after
+    its first layer's ReLU.
     """
     dtype = model.compute_dtype
+    users, items = row_blocks(model, user_rows), row_blocks(model, item_rows)
     user_kernel, item_kernel = first_layer_halves(model)
-    hidden = first_layer_activation(half_activation(model, user_rows, user_kernel), user_index,
-                                    half_activation(model, item_rows, item_kernel), item_index,
+    hidden = first_layer_activation(half_activation(model, users, user_kernel), user_index,
+                                    half_activation(model, items, item_kernel), item_index,
                                     tf.cast(model.mlp_biases[0], dtype))
-    mf = model.mf_dim
-    mf_vector = (tf.cast(tf.gather(user_rows[:, :mf], user_index), dtype)
-                 * tf.cast(tf.gather(item_rows[:, :mf], item_index), dtype))
+    mf_vector = (tf.cast(tf.gather(users.mf, user_index), dtype)
+                 * tf.cast(tf.gather(items.mf, item_index), dtype))
     return model.output_logit(mf_vector, model.upper_layers(hidden))

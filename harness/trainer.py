@@ -42,8 +42,8 @@ from harness import fast_paths, lazy_adam
 from harness.fast_eval import catalogue_parts, eval_sums
 from harness.loss_scale import DynamicLossScale
 from harness.fast_paths import ALL_ROWS, SidePlan, capacity_for, plan_side
-from harness.split_mlp import (dense_from_rows, distinct_count, distinct_rows, distinct_rows_and_slots,
-                               split_logits)
+from harness.split_mlp import (distinct_count, distinct_rows, distinct_rows_and_slots, joined_rows,
+                               row_blocks, split_logits)
 from reference import constants
 from reference.metrics import compute_top_k_and_ndcg
 from reference.model import NeuMF, per_example_loss
@@ -366,6 +366,8 @@ class Trainer:
             tables.append(functools.partial(tf.identity, w))
             indices.append(index)
         # Differentiate with respect to the rows read (tensors) for row-wise sides, else the variables.
+        # A side's rows are watched as their two column blocks (split_mlp.RowBlocks): the rows'
+        # gradient is then the blocks' concatenation, which XLA fuses into the Adam passes.
         row_sides = [s.name for s in sides if s.name in lazy or s.name in compact]
         dense_vars = [s.table for s in sides if s.name not in row_sides] + self.variables[2:]
         with tf.GradientTape() as tape:
@@ -374,13 +376,16 @@ class Trainer:
             for side, table in zip(sides, tables):
                 rows_read = table()
                 if side.name in row_sides:
-                    tape.watch(rows_read)
-                    row_tensors.append(rows_read)
+                    rows_read = row_blocks(model, rows_read)
+                    for block in rows_read:
+                        tape.watch(block)
+                    row_tensors += list(rows_read)
                 read.append(rows_read)
             if self.split_first_layer:
                 logits = split_logits(model, read[0], indices[0], read[1], indices[1])
             else:
-                logits = _plain_logits(model, tf.gather(read[0], indices[0]), tf.gather(read[1], indices[1]))
+                users, items = (tf.gather(joined_rows(r), i) for r, i in zip(read, indices))
+                logits = _plain_logits(model, users, items)
             loss = self._loss(logits, labels, valid, tf.maximum(tf.reduce_sum(valid), 1.0))
             loss += model.regularization_loss()
             scaled = self.loss_scale.scale_loss(loss) if self.loss_scale else loss
@@ -391,13 +396,8 @@ class Trainer:
         if self.loss_scale:
             grads = self.loss_scale.unscale(grads)
             finite = DynamicLossScale.all_finite(grads)
-        row_grads = dict(zip(row_sides, grads[: len(row_sides)]))
-        dense_grads = grads[len(row_sides):]
-        # Sides with dense Adam over distinct rows: the table's gradient, gathered (see dense_from_rows).
-        for side in sides:
-            if side.name in compact:
-                dense_vars.insert(0, side.table)
-                dense_grads.insert(0, dense_from_rows(row_grads[side.name], compact[side.name]))
+        row_grads = {name: tf.concat(grads[2 * i: 2 * i + 2], axis=1) for i, name in enumerate(row_sides)}
+        dense_grads = grads[2 * len(row_sides):]
         slots = {id(var): (m, v) for var, m, v in zip(self.variables, self.m, self.v)}
 
         def apply():
@@ -416,7 +416,11 @@ class Trainer:
                         var.scatter_nd_update(index, value)
                     if side.clock is not None:
                         side.clock.scatter_nd_update(index, tf.fill(tf.shape(rows), t))
-                elif side.clock is not None:   # dense Adam just brought every row to step t
+                    continue
+                if side.name in compact:   # dense Adam, its gradient read from the distinct rows
+                    lazy_adam.apply_dense_adam_from_rows(side.table, side.m, side.v, row_grads[side.name],
+                                                         compact[side.name], adam, alpha)
+                if side.clock is not None:   # dense Adam just brought every row to step t
                     side.clock.assign(tf.fill(tf.shape(side.clock), t))
             return tf.constant(True)
 

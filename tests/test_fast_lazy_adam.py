@@ -1,15 +1,15 @@
 """The exact lazy Adam (harness.lazy_adam, Trainer optimizer_impl="lazy_exact") equals dense Adam.
 
-Why these tests: lazy_exact is the default optimizer of the fused (cpu) path, so a benchmark's
-results rest on it being dense Adam in disguise. They compare every variable and both moments
+Why these tests: lazy_exact must be dense Adam in disguise (a profile may choose it), and the
+default dense update of a table with distinct rows is itself written in plain operations. They compare every variable and both moments
 after many steps of random sparse batches (a few users carry half the examples, so most rows sit
 untouched for many steps and must be replayed), with padded tails, several steps per call, a
 capacity plan too small for the batches, and the runner's warm-up-then-reset sequence.
 
 Two levels of "equal":
-* The optimizer alone: on the same fused XLA step with the model's own forward pass, lazy_exact
-  and dense Adam give bit-identical weights and moments (the replay runs the XLA Adam kernel's
-  expressions; test_lazy_exact_is_bitwise_dense_adam).
+* The optimizer alone: the replay of skipped steps is bit-identical to ResourceApplyAdam's XLA
+  kernel; on the same fused XLA step with the model's own forward pass, lazy_exact and the dense
+  default agree to rounding (test_lazy_exact_equals_dense_adam_on_the_same_step).
 * The whole fast stack against the plain reference path (distributed step, no XLA, model forward,
   ResourceApplyAdam's CPU kernel on every row): gradients summed in another order (XLA, the split
   first layer) differ in the last bits, and Adam divides by sqrt(v), so an element whose gradient
@@ -25,7 +25,8 @@ import pytest
 import tensorflow as tf
 
 from harness.input_pipeline import train_dataset
-from harness.lazy_adam import replay_sorted, sort_by_skipped
+from harness.lazy_adam import apply_dense_adam_from_rows, replay_sorted, sort_by_skipped, step_size
+from harness.split_mlp import dense_from_rows, distinct_rows_and_slots
 from harness.trainer import Trainer
 from reference.model import NeuMF
 from reference.optimizer import AdamConfig, apply_adam, bias_corrections
@@ -123,18 +124,48 @@ def test_replay_is_bitwise_dense_adam_with_zero_gradients():
     assert np.any(w.numpy() != w0), "the replay must have moved the weights"
 
 
+def test_dense_adam_from_rows_equals_resource_apply_adam():
+    """The default's table update (gradient gathered from the distinct rows, separately for m and
+    for v) == ResourceApplyAdam fed the table-sized gradient, to a few units in the last place:
+    the same expressions, but XLA compiles them into different loops, which may round the
+    fused multiply-add of v's update differently (seen: 1-2 ulp in about 1% of v's elements)."""
+    rng = np.random.default_rng(2)
+    n, d, capacity = 400, 24, 150
+    start = [rng.normal(size=(n, d)).astype(np.float32), (rng.normal(size=(n, d)) * 1e-3).astype(np.float32),
+             (rng.random((n, d)) * 1e-6).astype(np.float32)]
+    fast, dense = [tf.Variable(x) for x in start], [tf.Variable(x) for x in start]
+
+    @tf.function(jit_compile=True)
+    def steps(ids, row_grad, step):
+        _, _, slots = distinct_rows_and_slots(ids, n, capacity)
+        apply_dense_adam_from_rows(*fast, row_grad, slots, ADAM, step_size(ADAM, step))
+        apply_adam(*dense, dense_from_rows(row_grad, slots), ADAM, *bias_corrections(ADAM, step))
+
+    for step in range(1, 6):
+        ids = tf.constant(rng.integers(0, n, 200).astype(np.int32))
+        steps(ids, tf.constant(rng.normal(size=(capacity, d)).astype(np.float32) * 1e-2), tf.constant(step, tf.int64))
+    for mine, want, first in zip(fast, dense, start):
+        np.testing.assert_array_max_ulp(mine.numpy(), want.numpy(), maxulp=4)
+        assert np.any(mine.numpy() != first)
+
+
 @pytest.fixture(scope="module")
 def lazy_unsplit() -> Trainer:
     return trained(xla=True, optimizer_impl="lazy_exact", split_first_layer=False)
 
 
-def test_lazy_exact_is_bitwise_dense_adam(lazy_unsplit):
-    """Same fused XLA step and forward pass: only the optimizer differs, and nothing else does."""
+def test_lazy_exact_equals_dense_adam_on_the_same_step(lazy_unsplit):
+    """Same fused XLA step and forward pass: only the optimizer differs, and only in rounding.
+
+    The dense default updates a table with distinct rows through `apply_dense_adam_from_rows`,
+    whose v update XLA may round 1-2 ulp differently; after 20 steps that stays below 1e-6
+    relative (1e-5 allowed), far below what a real difference in the optimizer moves.
+    """
     dense = trained(xla=True, optimizer_impl="dense", split_first_layer=False)
     assert lazy_unsplit.describe()["path"] == dense.describe()["path"] == "fused"
     assert lazy_unsplit.describe()["lazy_tables"] == ["user", "item"]
     for x, y in zip(lazy_unsplit.variables + lazy_unsplit.m + lazy_unsplit.v, dense.variables + dense.m + dense.v):
-        np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=x.name)
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-7, err_msg=x.name)
 
 
 def test_lazy_exact_equals_reference_dense_adam(lazy_unsplit, reference):
