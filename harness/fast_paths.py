@@ -5,7 +5,7 @@ prints them for profiles whose hardware is not present (GPU, TPU), so both alway
 
 - Fused step: gradient and update of a training step in one XLA program. Needs XLA and exactly
   one replica (a single CPU or GPU; not TPUStrategy, whose steps are already whole XLA programs
-  under the distributed path).
+  under the distributed path), and no L2 penalty on the tables.
 - Optimizer implementation: "dense" (the reference), "lazy_exact" (dense Adam's results to float
   tolerance, rows updated when touched; needs the fused step and no L2 penalty on the tables),
   "lazy_adam" (MLPerf's Lazy Adam: different results; only when the profile names it).
@@ -124,9 +124,13 @@ def lazy_table(plan: SidePlan, impl: str) -> bool:
     return impl != DENSE and plan.mode != ALL_ROWS
 
 
-def fused_step_applies(xla: bool, num_replicas: int, tpu: bool) -> bool:
-    """True when one XLA program can hold a whole training step (see the module docstring)."""
-    return bool(xla) and num_replicas == 1 and not tpu
+def fused_step_applies(xla: bool, num_replicas: int, tpu: bool, regularised: bool = False) -> bool:
+    """True when one XLA program can hold a whole training step (see the module docstring).
+
+    Not with an L2 penalty on the tables (`regularised`): the fused step differentiates with
+    respect to the rows a batch reads, and the penalty's gradient is on every row.
+    """
+    return bool(xla) and num_replicas == 1 and not tpu and not regularised
 
 
 def choose_optimizer_impl(requested: str, fused: bool, regularised: bool) -> str:
@@ -139,10 +143,10 @@ def choose_optimizer_impl(requested: str, fused: bool, regularised: bool) -> str
     impl = DENSE if requested == AUTO else requested
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"optimizer_impl must be one of {IMPLEMENTATIONS} or {AUTO!r}, got {requested!r}")
-    if impl != DENSE and not fused:
-        raise ValueError(f"optimizer_impl {impl!r} needs one replica with XLA (the fused step)")
     if impl != DENSE and regularised:
         raise ValueError("lazy Adam cannot be used with mf_regularization (its gradient touches every row)")
+    if impl != DENSE and not fused:
+        raise ValueError(f"optimizer_impl {impl!r} needs one replica with XLA (the fused step)")
     return impl
 
 
@@ -164,7 +168,7 @@ def loss_scaling_for(precision: str) -> str | None:
 def planned_settings(xla: bool, num_replicas: int, device: str, precision: str, optimizer_name: str,
                      regularised: bool = False) -> dict:
     """What the Trainer will run for a plan, as `Trainer.describe()` reports it (no TensorFlow)."""
-    fused = fused_step_applies(xla, num_replicas, device == "tpu")
+    fused = fused_step_applies(xla, num_replicas, device == "tpu", regularised)
     return {"path": "fused" if fused else "distributed", "xla": bool(xla),
             "optimizer_impl": choose_optimizer_impl(optimizer_impl_for(optimizer_name), fused, regularised),
             "split_first_layer": True, "user_ordered_batches": fused, "fast_eval": True,

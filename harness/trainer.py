@@ -125,7 +125,7 @@ class Trainer:
         self.row_frequencies = tuple(row_frequencies)
         self.variables = model.ordered_variables
         self.fused = fused_step and fast_paths.fused_step_applies(
-            self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy))
+            self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy), model.mf_regularization != 0.0)
         self.user_ordered_batches = self.fused and user_order
         self.optimizer_impl = fast_paths.choose_optimizer_impl(optimizer_impl, self.fused,
                                                                model.mf_regularization != 0.0)
@@ -342,10 +342,12 @@ class Trainer:
         sides = self._sides()
         lazy = {}          # side name -> (row ids, w, m, v) of a lazily updated side
         compact = {}       # side name -> slots: dense Adam, gradient taken over the distinct rows
+        whole = set()      # sides read whole (ALL_ROWS): dense Adam, gradient taken over the table read
         tables = []        # per side: a callable giving the rows the forward pass reads
         indices = []       # per side: each example's position in those rows
         for side, ids, plan in zip(sides, (users, items), plans):
             if plan.mode == ALL_ROWS:
+                whole.add(side.name)
                 tables.append(functools.partial(tf.convert_to_tensor, side.table))
                 indices.append(ids)
                 continue
@@ -368,7 +370,7 @@ class Trainer:
         # Differentiate with respect to the rows read (tensors) for row-wise sides, else the variables.
         # A side's rows are watched as their two column blocks (split_mlp.RowBlocks): the rows'
         # gradient is then the blocks' concatenation, which XLA fuses into the Adam passes.
-        row_sides = [s.name for s in sides if s.name in lazy or s.name in compact]
+        row_sides = [s.name for s in sides if s.name in lazy or s.name in compact or s.name in whole]
         dense_vars = [s.table for s in sides if s.name not in row_sides] + self.variables[2:]
         with tf.GradientTape() as tape:
             row_tensors = []
@@ -420,6 +422,8 @@ class Trainer:
                 if side.name in compact:   # dense Adam, its gradient read from the distinct rows
                     lazy_adam.apply_dense_adam_from_rows(side.table, side.m, side.v, row_grads[side.name],
                                                          compact[side.name], adam, alpha)
+                if side.name in whole:     # dense Adam, the gradient of the whole table read
+                    apply_adam(side.table, side.m, side.v, row_grads[side.name], adam, beta1_power, beta2_power)
                 if side.clock is not None:   # dense Adam just brought every row to step t
                     side.clock.assign(tf.fill(tf.shape(side.clock), t))
             return tf.constant(True)

@@ -48,10 +48,11 @@ def sparse_epoch(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return users, items, (rng.random(n) < 0.25).astype(np.float32)
 
 
-def trained(per_call: int = 5, warm_up: bool = False, **options) -> Trainer:
+def trained(per_call: int = 5, warm_up: bool = False, reg: float = 0.0, **options) -> Trainer:
     """A Trainer after STEPS steps of `sparse_epoch`, caught up (variables as dense Adam has them)."""
     strategy = tf.distribute.get_strategy()
-    trainer = Trainer(strategy, NeuMF(USERS, ITEMS, mf_dim=8, layers=LAYERS, seed=7), ADAM, **options)
+    model = NeuMF(USERS, ITEMS, mf_dim=8, layers=LAYERS, seed=7, mf_regularization=reg)
+    trainer = Trainer(strategy, model, ADAM, **options)
     if warm_up:   # what runner._compile does: an all-padding step, then step/m/v reset to zero
         empty = np.zeros(0, np.int32)
         trainer.train_steps(iter(train_dataset(strategy, empty, empty, empty.astype(np.float32), 1, BATCH, 1)),
@@ -209,6 +210,15 @@ def test_mlperf_lazy_adam_is_a_different_optimizer(reference):
     np.testing.assert_array_equal(got.model.embedding_user.numpy()[never], initial[never])
     differs = np.max(np.abs(got.model.embedding_user.numpy() - reference.model.embedding_user.numpy()))
     assert differs > 10 * TOLERANCE["atol"], "Lazy Adam skips the moment decay of untouched rows"
+
+
+def test_table_penalty_trains_like_the_reference_path():
+    """With an L2 penalty on the tables, an XLA Trainer takes the distributed path, whose gradient
+    has the penalty on every row (the fused step differentiates only the rows a batch reads)."""
+    got = trained(xla=True, reg=1e-2)
+    want = trained(xla=False, optimizer_impl="dense", split_first_layer=False, fast_eval=False, reg=1e-2)
+    assert got.describe()["path"] == "distributed"
+    assert_same_state(got, want)
 
 
 def test_optimizer_choice():
