@@ -34,8 +34,12 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reduction", ("Sum", "Mean", "Max", "Min", "Prod", "Cumsum")),
 )
 OTHER = "elementwise / other"
+# TensorFlow name scopes whose ops are an optimizer update written in plain operations
+# (harness.lazy_adam.apply_dense_adam_from_rows): their op types are Sub, AddV2, ...
+OPTIMIZER_SCOPES = ("dense_adam",)
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s")
 _OP_TYPE = re.compile(r'op_type="([^"]+)"')
+_OP_NAME = re.compile(r'op_name="([^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -49,19 +53,22 @@ class OpTime:
     ms_per_step: float
 
 
-def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str]]:
-    """{instruction name: (TensorFlow op type or "", result shape)} from HLO text."""
-    out: dict[str, tuple[str, str]] = {}
+def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
+    """{instruction name: (TensorFlow op type or "", result shape, TensorFlow op name or "")}."""
+    out: dict[str, tuple[str, str, str]] = {}
     for line in hlo_text.splitlines():
         match = _INSTRUCTION.match(line)
         if match:
-            op_type = _OP_TYPE.search(line)
-            out.setdefault(match.group(1), (op_type.group(1) if op_type else "", match.group(2)))
+            op_type, op_name = _OP_TYPE.search(line), _OP_NAME.search(line)
+            out.setdefault(match.group(1), (op_type.group(1) if op_type else "", match.group(2),
+                                            op_name.group(1) if op_name else ""))
     return out
 
 
-def category(op_type: str, name: str) -> str:
-    """The op's category from its TensorFlow op type, else from its HLO name."""
+def category(op_type: str, name: str, op_name: str = "") -> str:
+    """The op's category from its TensorFlow name scope or op type, else from its HLO name."""
+    if any(scope in OPTIMIZER_SCOPES for scope in op_name.split("/")[:-1]):
+        return "optimizer"
     for label, types in CATEGORIES:
         if op_type in types:
             return label
@@ -122,8 +129,8 @@ def profile_step(step: Callable[..., Any], args: Sequence[Any], steps: int = 3, 
         return {"available": False, "reason": "the trace holds no XLA op events (is the function jit-compiled?)"}
     ops = []
     for name, ms in totals.items():
-        op_type, shape = instructions.get(name, ("", ""))
-        ops.append(OpTime(name, op_type, category(op_type, name), shape, ms / steps))
+        op_type, shape, op_name = instructions.get(name, ("", "", ""))
+        ops.append(OpTime(name, op_type, category(op_type, name, op_name), shape, ms / steps))
     ops.sort(key=lambda op: op.ms_per_step, reverse=True)
     traced = sum(op.ms_per_step for op in ops)
     by_category: dict[str, float] = {}

@@ -13,6 +13,8 @@ HLO = """
   ROOT %wrapped_scatter.2 = f32[41984,256]{1,0} fusion(%a), kind=kLoop, metadata={op_type="UnsortedSegmentSum" op_name="g"}
   %divide_subtract_fusion.9 = f32[138493,192]{1,0} fusion(%p), kind=kLoop, metadata={op_type="ResourceApplyAdam"}
   %dot.2 = f32[128]{0} dot(%c, %d), lhs_contracting_dims={0}
+  %multiply_add_fusion.18 = f32[138493,192]{1,0} fusion(%q), kind=kLoop, metadata={op_type="AddV2" op_name="dense_adam/add_8"}
+  %add.3 = f32[128]{0} add(%c, %d), metadata={op_type="AddV2" op_name="dense_adam_like"}
   %param_0 = f32[256,256]{1,0} parameter(0)
 """
 
@@ -31,12 +33,14 @@ def _step(jit: bool):
 
 def test_hlo_instructions_carry_their_tensorflow_op_type_and_shape():
     ops = hlo_instructions(HLO)
-    assert ops["MatMul.18"] == ("MatMul", "f32[98304,256]{1,0}")
-    assert ops["wrapped_scatter.2"] == ("UnsortedSegmentSum", "f32[41984,256]{1,0}")
-    assert ops["dot.2"] == ("", "f32[128]{0}")
-    categories = {name: category(op_type, name) for name, (op_type, _) in ops.items()}
+    assert ops["MatMul.18"] == ("MatMul", "f32[98304,256]{1,0}", "x")
+    assert ops["wrapped_scatter.2"] == ("UnsortedSegmentSum", "f32[41984,256]{1,0}", "g")
+    assert ops["dot.2"] == ("", "f32[128]{0}", "")
+    categories = {name: category(op_type, name, op_name) for name, (op_type, _, op_name) in ops.items()}
+    # Adam in plain operations counts as optimizer by its name scope, not a look-alike op name.
     assert categories == {"MatMul.18": "matmul", "wrapped_scatter.2": "segment sum / scatter",
-                          "divide_subtract_fusion.9": "optimizer", "dot.2": "matmul", "param_0": OTHER}
+                          "divide_subtract_fusion.9": "optimizer", "dot.2": "matmul", "param_0": OTHER,
+                          "multiply_add_fusion.18": "optimizer", "add.3": OTHER}
 
 
 def test_a_traced_step_is_broken_down_by_op():
