@@ -367,21 +367,20 @@ class Trainer:
             lazy[side.name] = (rows, w, m, v)
             tables.append(functools.partial(tf.identity, w))
             indices.append(index)
-        # Differentiate with respect to the rows read (tensors) for row-wise sides, else the variables.
-        # A side's rows are watched as their two column blocks (split_mlp.RowBlocks): the rows'
-        # gradient is then the blocks' concatenation, which XLA fuses into the Adam passes.
-        row_sides = [s.name for s in sides if s.name in lazy or s.name in compact or s.name in whole]
-        dense_vars = [s.table for s in sides if s.name not in row_sides] + self.variables[2:]
+        # Differentiate with respect to the rows read (tensors) for the tables, and with respect to
+        # the variables for the rest. A side's rows are watched as their two column blocks
+        # (split_mlp.RowBlocks): the rows' gradient is then the blocks' concatenation, rather than
+        # two zero-padded, full-width blocks that XLA writes out and adds.
+        row_sides = [s.name for s in sides]          # each is in exactly one of lazy, compact, whole
+        dense_vars = self.variables[2:]
         with tf.GradientTape() as tape:
             row_tensors = []
             read = []
-            for side, table in zip(sides, tables):
-                rows_read = table()
-                if side.name in row_sides:
-                    rows_read = row_blocks(model, rows_read)
-                    for block in rows_read:
-                        tape.watch(block)
-                    row_tensors += list(rows_read)
+            for table in tables:
+                rows_read = row_blocks(model, table())
+                for block in rows_read:
+                    tape.watch(block)
+                row_tensors += list(rows_read)
                 read.append(rows_read)
             if self.split_first_layer:
                 logits = split_logits(model, read[0], indices[0], read[1], indices[1])
