@@ -10,8 +10,10 @@ Two training paths share the model, the Adam constants and the results (to float
   own optimizers use.
 * The fused path (one replica with XLA, e.g. the `cpu` profile): gradient and update of a step
   are one XLA program, so elementwise work fuses. A table read through a batch's distinct rows
-  gets its gradient over those rows only; dense Adam reads it through a gather
-  (`split_mlp.dense_from_rows`) instead of a zero-filled, scattered table-sized gradient. It is
+  gets its gradient over those rows only; dense Adam's m and v passes each gather it from
+  those rows (`lazy_adam.apply_dense_adam_from_rows`) instead of reading a zero-filled,
+  scattered table-sized gradient. An L2 penalty on the tables (whose gradient is on every row)
+  turns the fused path off. It is
   also where the exact lazy Adam can run (`harness.lazy_adam`): rows of an embedding table are
   updated only when a batch touches them, after replaying the zero-gradient steps they
   skipped, and every row is brought up to date (`catch_up`) before each eval. It is exact but,

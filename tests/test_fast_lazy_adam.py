@@ -1,10 +1,11 @@
 """The exact lazy Adam (harness.lazy_adam, Trainer optimizer_impl="lazy_exact") equals dense Adam.
 
 Why these tests: lazy_exact must be dense Adam in disguise (a profile may choose it), and the
-default dense update of a table with distinct rows is itself written in plain operations. They compare every variable and both moments
-after many steps of random sparse batches (a few users carry half the examples, so most rows sit
-untouched for many steps and must be replayed), with padded tails, several steps per call, a
-capacity plan too small for the batches, and the runner's warm-up-then-reset sequence.
+default dense update of a table with distinct rows is itself written in plain operations. They
+compare every variable and both moments after many steps of random sparse batches (a few users
+carry half the examples, so most rows sit untouched for many steps and must be replayed), with
+padded tails, several steps per call, a capacity plan too small for the batches, and the
+runner's warm-up-then-reset sequence.
 
 Two levels of "equal":
 * The optimizer alone: the replay of skipped steps is bit-identical to ResourceApplyAdam's XLA
