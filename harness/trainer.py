@@ -126,11 +126,11 @@ class Trainer:
         self.fast_eval = fast_eval
         self.row_frequencies = tuple(row_frequencies)
         self.variables = model.ordered_variables
+        regularised = model.mf_regularization != 0.0
         self.fused = fused_step and fast_paths.fused_step_applies(
-            self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy), model.mf_regularization != 0.0)
+            self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy), regularised)
         self.user_ordered_batches = self.fused and user_order
-        self.optimizer_impl = fast_paths.choose_optimizer_impl(optimizer_impl, self.fused,
-                                                               model.mf_regularization != 0.0)
+        self.optimizer_impl = fast_paths.choose_optimizer_impl(optimizer_impl, self.fused, regularised)
         if loss_scale == AUTO:
             loss_scale = fast_paths.loss_scaling_for("mixed_float16" if model.compute_dtype == tf.float16 else "")
         if loss_scale not in (None, "dynamic"):
@@ -344,12 +344,10 @@ class Trainer:
         sides = self._sides()
         lazy = {}          # side name -> (row ids, w, m, v) of a lazily updated side
         compact = {}       # side name -> slots: dense Adam, gradient taken over the distinct rows
-        whole = set()      # sides read whole (ALL_ROWS): dense Adam, gradient taken over the table read
         tables = []        # per side: a callable giving the rows the forward pass reads
         indices = []       # per side: each example's position in those rows
         for side, ids, plan in zip(sides, (users, items), plans):
             if plan.mode == ALL_ROWS:
-                whole.add(side.name)
                 tables.append(functools.partial(tf.convert_to_tensor, side.table))
                 indices.append(ids)
                 continue
@@ -373,7 +371,6 @@ class Trainer:
         # the variables for the rest. A side's rows are watched as their two column blocks
         # (split_mlp.RowBlocks): the rows' gradient is then the blocks' concatenation, rather than
         # two zero-padded, full-width blocks that XLA writes out and adds.
-        row_sides = [s.name for s in sides]          # each is in exactly one of lazy, compact, whole
         dense_vars = self.variables[2:]
         with tf.GradientTape() as tape:
             row_tensors = []
@@ -399,8 +396,8 @@ class Trainer:
         if self.loss_scale:
             grads = self.loss_scale.unscale(grads)
             finite = DynamicLossScale.all_finite(grads)
-        row_grads = {name: tf.concat(grads[2 * i: 2 * i + 2], axis=1) for i, name in enumerate(row_sides)}
-        dense_grads = grads[2 * len(row_sides):]
+        row_grads = {side.name: tf.concat(grads[2 * i: 2 * i + 2], axis=1) for i, side in enumerate(sides)}
+        dense_grads = grads[2 * len(sides):]
         slots = {id(var): (m, v) for var, m, v in zip(self.variables, self.m, self.v)}
 
         def apply():
@@ -423,7 +420,7 @@ class Trainer:
                 if side.name in compact:   # dense Adam, its gradient read from the distinct rows
                     lazy_adam.apply_dense_adam_from_rows(side.table, side.m, side.v, row_grads[side.name],
                                                          compact[side.name], adam, alpha)
-                if side.name in whole:     # dense Adam, the gradient of the whole table read
+                else:                      # dense Adam, the gradient of the whole table read (ALL_ROWS)
                     apply_adam(side.table, side.m, side.v, row_grads[side.name], adam, beta1_power, beta2_power)
                 if side.clock is not None:   # dense Adam just brought every row to step t
                     side.clock.assign(tf.fill(tf.shape(side.clock), t))
