@@ -10,7 +10,8 @@ category, naming and typing each op from the step's optimized HLO (an instructio
 metadata is the TensorFlow op it came from).
 
 Ops can run concurrently on different cores, so the traced total may slightly exceed the step's
-wall time.
+wall time. Control-flow ops (a conditional, a while loop, a call) are left out: the trace times
+the ops inside them on their own, so counting the wrapper too would count that time twice.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from harness.tf_runtime import wait_for
 
@@ -37,7 +38,11 @@ OTHER = "elementwise / other"
 # TensorFlow name scopes whose ops are an optimizer update written in plain operations
 # (harness.lazy_adam.apply_dense_adam_from_rows): their op types are Sub, AddV2, ...
 OPTIMIZER_SCOPES = ("dense_adam",)
+# HLO ops whose time is the time of the ops they run, which the trace also records one by one.
+CONTROL_FLOW = frozenset({"conditional", "while", "call"})
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s")
+# The opcode: the first lower-case word followed by "(" after the "=" (shapes hold none).
+_OPCODE = re.compile(r"=.*?\s([a-z][a-z0-9\-]*)\(")
 _OP_TYPE = re.compile(r'op_type="([^"]+)"')
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
 
@@ -53,15 +58,25 @@ class OpTime:
     ms_per_step: float
 
 
-def hlo_instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
-    """{instruction name: (TensorFlow op type or "", result shape, TensorFlow op name or "")}."""
-    out: dict[str, tuple[str, str, str]] = {}
+class Instruction(NamedTuple):
+    """What the optimized HLO says about one op: where it came from in TensorFlow, and what it is."""
+
+    op_type: str     # the TensorFlow op type, or ""
+    shape: str       # the result shape (a tuple's first element, for tuple-shaped results)
+    op_name: str     # the TensorFlow op name (with its name scopes), or ""
+    opcode: str      # the HLO opcode: fusion, dot, conditional, ...
+
+
+def hlo_instructions(hlo_text: str) -> dict[str, Instruction]:
+    """{instruction name: Instruction} for every instruction of an HLO module's text."""
+    out: dict[str, Instruction] = {}
     for line in hlo_text.splitlines():
         match = _INSTRUCTION.match(line)
         if match:
-            op_type, op_name = _OP_TYPE.search(line), _OP_NAME.search(line)
-            out.setdefault(match.group(1), (op_type.group(1) if op_type else "", match.group(2),
-                                            op_name.group(1) if op_name else ""))
+            op_type, op_name, opcode = _OP_TYPE.search(line), _OP_NAME.search(line), _OPCODE.search(line)
+            out.setdefault(match.group(1), Instruction(op_type.group(1) if op_type else "", match.group(2),
+                                                       op_name.group(1) if op_name else "",
+                                                       opcode.group(1) if opcode else ""))
     return out
 
 
@@ -129,8 +144,10 @@ def profile_step(step: Callable[..., Any], args: Sequence[Any], steps: int = 3, 
         return {"available": False, "reason": "the trace holds no XLA op events (is the function jit-compiled?)"}
     ops = []
     for name, ms in totals.items():
-        op_type, shape, op_name = instructions.get(name, ("", "", ""))
-        ops.append(OpTime(name, op_type, category(op_type, name, op_name), shape, ms / steps))
+        op = instructions.get(name, Instruction("", "", "", ""))
+        if op.opcode in CONTROL_FLOW:
+            continue
+        ops.append(OpTime(name, op.op_type, category(op.op_type, name, op.op_name), op.shape, ms / steps))
     ops.sort(key=lambda op: op.ms_per_step, reverse=True)
     traced = sum(op.ms_per_step for op in ops)
     by_category: dict[str, float] = {}
