@@ -1,5 +1,5 @@
 """Command line of the benchmark: `run` (the default), `systems`, `data`, `check`, `report`,
-`throughput`, `calibrate`.
+`throughput`, `time-to-target`, `calibrate`.
 
 Each subcommand lives in its own module exposing `register(subparsers)`, which adds an argparse
 parser and sets `handler=<callable(args) -> int>`. TensorFlow is imported only inside handlers
@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "harness.compliance.command",
     "harness.report_command",
     "harness.throughput",
+    "harness.time_to_target",
     "harness.calibrate",
 )
 DEFAULT_SUBCOMMAND = "run"

@@ -1,0 +1,106 @@
+"""`run_benchmark.py time-to-target`: how runs are alternated, timed and compared with the peer's.
+
+Why: the command backs the README's time-to-target claim against the TF Model Garden peer. The
+peer's time must be counted exactly as stated (its per-epoch train + eval seconds up to the first
+epoch at the target), ours must be the MLPerf log's run_start..run_stop, and runs that miss the
+target must not enter the means. No test asserts a speed.
+"""
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from harness import time_to_target as ttt
+from harness.cli import main
+from harness.errors import UserError
+from harness.log_parser import parse_log
+from harness.run_record import run_record
+
+
+def _peer_log(path: Path, hr: list[float], seconds: list[float]) -> Path:
+    result = {"hr_at_10_per_epoch": hr, "epoch_seconds": seconds, "train_seconds": seconds,
+              "eval_seconds": [0.0] * len(seconds)}
+    path.write_text("some training output\nTFG_RESULT " + json.dumps(result) + "\n")
+    return path
+
+
+def test_peer_time_is_its_epochs_summed_up_to_the_first_at_the_target(tmp_path):
+    log = _peer_log(tmp_path / "peer.log", [0.10, 0.28, 0.2901, 0.35], [10.0, 11.0, 12.5, 13.0])
+    run = ttt.peer_run_from_log(log, 2, 0.29)
+    assert (run.who, run.label, run.epochs_run, run.epochs_to_target) == ("peer", "run 2", 4, 3)
+    assert run.seconds == pytest.approx(33.5) and run.best_hr == 0.35
+    missed = ttt.peer_run_from_log(log, 1, 0.36)
+    assert missed.seconds is None and missed.epochs_to_target is None and not missed.reached
+
+
+def test_runs_alternate_starting_with_ours():
+    ours = lambda seed: ttt.TimedRun("ours", f"seed {seed}", 1, 1, 1.0, 0.3, "")   # noqa: E731
+    peer = lambda i: ttt.TimedRun("peer", f"run {i}", 1, 1, 2.0, 0.3, "")          # noqa: E731
+    labels = [run.label for run in ttt.alternate([0, 1, 2, 3], 3, ours, peer)]
+    assert labels == ["seed 0", "run 1", "seed 1", "run 2", "seed 2", "run 3", "seed 3"]
+    labels = [run.label for run in ttt.alternate([5], 2, ours, peer)]
+    assert labels == ["seed 5", "run 1", "run 2"]
+    assert [run.label for run in ttt.alternate([7, 8], 0, ours, peer)] == ["seed 7", "seed 8"]
+
+
+def test_means_leave_out_runs_that_missed_the_target():
+    runs = [ttt.TimedRun("ours", "seed 0", 11, 11, 30.0, 0.30, ""),
+            ttt.TimedRun("ours", "seed 1", 20, None, None, 0.28, ""),
+            ttt.TimedRun("ours", "seed 2", 6, 6, 20.0, 0.31, ""),
+            ttt.TimedRun("peer", "run 1", 12, 7, 100.0, 0.32, ""),
+            ttt.TimedRun("peer", "run 2", 12, 9, 80.0, 0.31, "")]
+    report = ttt.summarize(runs, 0.29, "ml-latest-small")
+    assert report["ours"] == {"runs": 3, "reached": 2, "mean_s": 25.0, "fastest_s": 20.0, "slowest_s": 30.0}
+    assert report["peer"]["mean_s"] == 90.0
+    assert report["ratios"]["mean_vs_mean"] == pytest.approx(25.0 / 90.0)
+    assert report["ratios"]["our_slowest_vs_peer_fastest"] == pytest.approx(30.0 / 80.0)
+    assert ttt.summarize(runs[:3], 0.29, "ml-latest-small")["ratios"] == {}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "synthetic-small"], "the peer trains only ml-latest-small"),
+    (["--peer-runs", "-1"], "--peer-runs must be >= 0"),
+    (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
+    (["--seeds", ","], "--seeds needs at least one seed"),
+])
+def test_bad_input_is_one_sentence_and_a_non_zero_exit(capsys, flags, message):
+    assert main(["time-to-target", "--system", "cpu", *flags]) != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_the_peer_is_run_on_our_ratings_and_read_from_its_log(tmp_path, monkeypatch):
+    """A stand-in for tfg_ncf.sh that behaves like it: writes a log, prints the summary line."""
+    ratings = tmp_path / "ml-latest-small" / "ratings.csv"
+    ratings.parent.mkdir()
+    ratings.write_text("userId,movieId,rating,timestamp\n")
+    log = tmp_path / "peer.log"
+    script = tmp_path / "peer.sh"
+    result = json.dumps({"hr_at_10_per_epoch": [0.2, 0.3], "epoch_seconds": [4.0, 5.0]})
+    script.write_text(f"""#!/bin/bash
+[ "$1" = mlsmall ] && [ "$2" = 3 ] && [ "$TFG_RATINGS" = "{ratings}" ] || exit 1
+echo 'TFG_RESULT {result}' > {log}
+echo "PEER_TFG mlsmall best_hr10=0.3000@epoch2 log={log}"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(ttt, "PEER_SCRIPT", script)
+    run = ttt.run_peer(1, 3, 0.29, ratings)
+    assert (run.epochs_to_target, run.seconds, run.log) == (2, 9.0, str(log))
+    with pytest.raises(UserError, match="the peer failed"):
+        ttt.run_peer(1, 4, 0.29, ratings)          # the stand-in exits 1 for other arguments
+
+
+def test_our_time_is_the_logs_run_window(tmp_path, capsys):
+    """Ours alone (no peer) on the offline synthetic set: the time reported is run_stop - run_start."""
+    assert main(["time-to-target", "--system", "cpu", "--dataset", "synthetic-small", "--seeds", "0",
+                 "--peer-runs", "0", "--results-dir", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (run,) = report["runs"]
+    record = run_record(parse_log(run["log"]), "cpu")
+    assert record.converged and run["seconds"] == pytest.approx(record.time_to_train_s)
+    assert run["epochs_to_target"] == record.epochs_to_target and report["target"] == record.target
+    assert Path(run["log"]).is_relative_to(tmp_path / "seed0")
+    assert report["ours"]["reached"] == 1 and report["ratios"] == {}
