@@ -62,7 +62,7 @@ class Instruction(NamedTuple):
     """What the optimized HLO says about one op: where it came from in TensorFlow, and what it is."""
 
     op_type: str     # the TensorFlow op type, or ""
-    shape: str       # the result shape (a tuple's first element, for tuple-shaped results)
+    shape: str       # the result shape as written (a tuple's: its text up to the first space)
     op_name: str     # the TensorFlow op name (with its name scopes), or ""
     opcode: str      # the HLO opcode: fusion, dot, conditional, ...
 
