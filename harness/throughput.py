@@ -23,22 +23,18 @@ import functools
 import gc
 import json
 import os
-import re
-import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from harness.errors import UserError
+from harness.peer import PEER_SCRIPT, run_peer_script
 from harness.process_usage import cpu_seconds
 from harness.tf_runtime import wait_for
 
-PEER_SCRIPT = Path(__file__).resolve().parent.parent.parent / "shared" / "peers" / "tfg_ncf.sh"
-PEER_TIMEOUT_S = 3600
 MATMUL_SIZE = 3072
 
 
@@ -415,20 +411,11 @@ def measure_eval(session: Session, trainer: Any, users: int, check: bool = False
 
 def run_peer(batch: int, xla: bool, wait_quiet: int) -> dict:
     """Run the TF Model Garden peer once; its examples/s and the foreign load it saw."""
-    env = {**os.environ, "TFG_WAIT_QUIET": str(wait_quiet)}
-    try:
-        proc = subprocess.run(["bash", str(PEER_SCRIPT), "throughput", str(batch), "1" if xla else "0"],
-                              capture_output=True, text=True, timeout=PEER_TIMEOUT_S, env=env, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise UserError(f"The peer did not finish within {PEER_TIMEOUT_S} s.") from exc
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("PEER_TFG throughput")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-        raise UserError(f"The peer failed (exit {proc.returncode}): {' | '.join(tail)}")
-    fields = dict(re.findall(r"(\w+)=(\S+)", lines[-1]))
+    fields, line = run_peer_script("throughput", str(batch), "1" if xla else "0",
+                                   env={"TFG_WAIT_QUIET": str(wait_quiet)})
     return {"examples_per_s": float(fields["examples_per_s"]), "best_interval": float(fields["best_interval"]),
             "foreign_cores": float(fields["foreign_cpu"]), "batch": int(fields["batch"]),
-            "xla": fields["xla"] == "1", "log": fields.get("log"), "line": lines[-1]}
+            "xla": fields["xla"] == "1", "log": fields.get("log"), "line": line}
 
 
 ABLATION = (

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import UserError
-from harness.throughput import PEER_SCRIPT, PEER_TIMEOUT_S
+from harness.peer import PEER_SCRIPT, run_peer_script
 
 PEER_DATASET = "ml-latest-small"
 RUN_BENCHMARK = Path(__file__).resolve().parent.parent / "run_benchmark.py"
@@ -158,19 +156,10 @@ def run_ours(args: argparse.Namespace, seed: int, root: Path) -> TimedRun:
 
 def run_peer(index: int, epochs: int, target: float, ratings: Path | None) -> TimedRun:
     """One run of the peer on ml-latest-small; its time to `target` from its per-epoch results."""
-    env = dict(os.environ)
-    if ratings is not None:
-        env["TFG_RATINGS"] = str(ratings)
-    try:
-        proc = subprocess.run(["bash", str(PEER_SCRIPT), "mlsmall", str(epochs)], capture_output=True, text=True,
-                              timeout=PEER_TIMEOUT_S, env=env, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise UserError(f"the peer did not finish within {PEER_TIMEOUT_S} s.") from exc
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("PEER_TFG mlsmall")]
-    log = dict(re.findall(r"(\w+)=(\S+)", lines[-1])).get("log") if lines else None
-    if proc.returncode != 0 or not log or not Path(log).is_file():
-        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-2:])
-        raise UserError(f"the peer failed (exit {proc.returncode}): {tail}")
+    fields, line = run_peer_script("mlsmall", str(epochs), env={"TFG_RATINGS": str(ratings)} if ratings else None)
+    log = fields.get("log")
+    if not log or not Path(log).is_file():
+        raise UserError(f"the peer's result line names no log that exists: {line}")
     return peer_run_from_log(Path(log), index, target)
 
 
@@ -194,7 +183,7 @@ def summarize(runs: list[TimedRun], target: float, dataset: str) -> dict:
     """
     def side(who: str) -> dict:
         mine = [run for run in runs if run.who == who]
-        times = [run.seconds for run in mine if run.seconds is not None]
+        times = [run.seconds for run in mine if run.reached]
         return {"runs": len(mine), "reached": len(times), "mean_s": sum(times) / len(times) if times else None,
                 "fastest_s": min(times) if times else None, "slowest_s": max(times) if times else None}
 

@@ -16,6 +16,7 @@ import pytest
 
 from harness import fast_paths
 from harness.cli import main
+from harness.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,3 +121,20 @@ def test_tiny_ablation_interleaves_every_variant(tmp_path):
             <= max(r["examples_per_s"] for r in row["rounds"])
     ordered = [row["trainer"]["user_ordered_batches"] for row in rows]
     assert ordered == [False, False, False, True, True]
+
+
+def test_the_peer_rate_is_read_from_its_result_line(tmp_path, monkeypatch):
+    """A stand-in for tfg_ncf.sh: `--peer` passes batch, XLA and the quiet wait, and reads its line."""
+    from harness import peer, throughput
+
+    script = tmp_path / "peer.sh"
+    script.write_text("""#!/bin/bash
+[ "$1" = throughput ] && [ "$2" = 98304 ] && [ "$3" = 1 ] && [ "$TFG_WAIT_QUIET" = 7 ] || exit 3
+echo "PEER_TFG throughput batch=98304 xla=1 logged_steps=30 examples_per_s=150000 best_interval=160000 foreign_cpu=0.02 log=/x.log"
+""")
+    monkeypatch.setattr(peer, "PEER_SCRIPT", script)
+    out = throughput.run_peer(98304, True, 7)
+    assert out["examples_per_s"] == 150000.0 and out["best_interval"] == 160000.0
+    assert out["foreign_cores"] == 0.02 and out["batch"] == 98304 and out["xla"] is True and out["log"] == "/x.log"
+    with pytest.raises(UserError, match=r"the peer failed \(exit 3\)"):
+        throughput.run_peer(98304, False, 7)

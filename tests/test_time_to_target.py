@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import peer
 from harness import time_to_target as ttt
 from harness.cli import main
 from harness.errors import UserError
@@ -86,7 +87,7 @@ echo 'TFG_RESULT {result}' > {log}
 echo "PEER_TFG mlsmall best_hr10=0.3000@epoch2 log={log}"
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(ttt, "PEER_SCRIPT", script)
+    monkeypatch.setattr(peer, "PEER_SCRIPT", script)
     run = ttt.run_peer(1, 3, 0.29, ratings)
     assert (run.epochs_to_target, run.seconds, run.log) == (2, 9.0, str(log))
     with pytest.raises(UserError, match="the peer failed"):
