@@ -344,17 +344,17 @@ class Trainer:
         sides = self._sides()
         lazy = {}          # side name -> (row ids, w, m, v) of a lazily updated side
         compact = {}       # side name -> slots: dense Adam, gradient taken over the distinct rows
-        tables = []        # per side: a callable giving the rows the forward pass reads
+        tables = []        # per side: the rows the forward pass reads (whole table, distinct or lazy rows)
         indices = []       # per side: each example's position in those rows
         for side, ids, plan in zip(sides, (users, items), plans):
             if plan.mode == ALL_ROWS:
-                tables.append(functools.partial(tf.convert_to_tensor, side.table))
+                tables.append(tf.convert_to_tensor(side.table))
                 indices.append(ids)
                 continue
             rows, index, slots = distinct_rows_and_slots(ids, plan.num_rows, plan.capacity)
             if not self._lazy(plan):
                 compact[side.name] = slots
-                tables.append(functools.partial(tf.identity, tf.gather(side.table, rows)))
+                tables.append(tf.gather(side.table, rows))
                 indices.append(index)
                 continue
             if side.clock is not None and update:   # lazy_exact: replay the skipped steps first
@@ -365,7 +365,7 @@ class Trainer:
             if side.clock is not None and update:
                 w, m, v = lazy_adam.replay_sorted(w, m, v, last + 1, t - 1 - last, adam)
             lazy[side.name] = (rows, w, m, v)
-            tables.append(functools.partial(tf.identity, w))
+            tables.append(w)
             indices.append(index)
         # Differentiate with respect to the rows read (tensors) for the tables, and with respect to
         # the variables for the rest. A side's rows are watched as their two column blocks
@@ -376,7 +376,7 @@ class Trainer:
             row_tensors = []
             read = []
             for table in tables:
-                rows_read = row_blocks(model, table())
+                rows_read = row_blocks(model, table)   # sliced inside the tape, then watched
                 for block in rows_read:
                     tape.watch(block)
                 row_tensors += list(rows_read)
