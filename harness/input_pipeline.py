@@ -91,11 +91,13 @@ def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: n
     count = len(users)
     if count > length:
         raise ValueError(f"shard of {count} examples does not fit {steps} steps of {per_host}")
-    columns = (np.asarray(users, np.int32), np.asarray(items, np.int32), np.asarray(labels, np.float32))
+    # Copied into tensors here, before this returns, so the caller may overwrite its arrays with
+    # the next epoch at once (the runner does: see sampling.epoch_examples's `out`).
+    tensors = [tf.convert_to_tensor(np.asarray(column, dtype)) for column, dtype in
+               ((users, np.int32), (items, np.int32), (labels, np.float32))]
 
     def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = ctx.get_per_replica_batch_size(global_batch)
-        tensors = [tf.convert_to_tensor(c) for c in columns]
 
         def batch(index: tf.Tensor):
             start = tf.minimum(index * per_replica, count)

@@ -257,25 +257,27 @@ class BenchmarkSession:
         steps = steps_for(total_examples, plan.batch_size)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="negatives")
 
-        def generate(epoch: int):
+        def generate(epoch: int, out: tuple | None):
             # Host h takes its block of every global step: any host count trains on the same batches.
             return epoch_examples(data, seed, epoch, plan.num_neg, shard=topo.task_index, num_shards=topo.num_hosts,
-                                  block=plan.batch_size // topo.num_hosts if topo.num_hosts > 1 else None)
+                                  block=plan.batch_size // topo.num_hosts if topo.num_hosts > 1 else None, out=out)
 
         try:
-            upcoming = pool.submit(generate, 1)
+            upcoming = pool.submit(generate, 1, None)
             success = False
             for epoch in range(1, plan.max_epochs + 1):
                 meta = {"epoch_num": epoch}
                 log.start("block_start", metadata={"first_epoch_num": epoch, "epoch_count": 1})
                 log.start("epoch_start", metadata=meta)
                 t0 = time.time()
-                users, items_e, labels = upcoming.result()
+                arrays = upcoming.result()
                 wait = time.time() - t0
-                if epoch < plan.max_epochs:
-                    upcoming = pool.submit(generate, epoch + 1)
-                dataset = train_dataset(self.strategy, users, items_e, labels, steps, plan.batch_size, topo.num_hosts,
+                dataset = train_dataset(self.strategy, *arrays, steps, plan.batch_size, topo.num_hosts,
                                         user_order=trainer.user_ordered_batches)
+                if epoch < plan.max_epochs:
+                    # The dataset holds its own copy of the columns, so the next epoch reuses their memory.
+                    upcoming = pool.submit(generate, epoch + 1, arrays)
+                del arrays
                 loss = self._train_epoch(trainer, dataset, steps, epoch)
                 train_s = time.time() - t0
                 log.end("epoch_stop", metadata=meta)

@@ -54,4 +54,5 @@ def test_bench_flags_report_timings(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (csv["rows"], csv["ratings"], csv["users"], csv["train_positives"]) == (9_000, 9_000, 300, 8_700)
     assert csv["prepare_seconds"] >= 0 and csv["peak_rss_mib"] > 0
     assert sampling["epoch_examples"] == 5 * 8_700 and sampling["eval_seconds"] >= 0
+    assert sampling["later_epoch_seconds"] >= 0 and sampling["later_epoch_cpu_seconds"] >= 0
     assert main(["data", "--dataset", "ml-1m", "--bench-csv"]) == 2   # the CSV bench needs a synthetic set

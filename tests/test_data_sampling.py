@@ -138,6 +138,60 @@ def test_shards_concatenate_to_the_epoch(small: PreparedData, num_shards: int) -
             np.testing.assert_array_equal(whole[lo:hi], piece)
 
 
+def test_an_epoch_written_over_an_earlier_one_is_the_same_epoch(small: PreparedData) -> None:
+    """`out` recycles an earlier epoch's memory; nothing of that epoch may survive in the new one."""
+    fresh = sampling.epoch_examples(small, seed=5, epoch=3, shard=1, num_shards=2, block=500)
+    out = sampling.epoch_examples(small, seed=5, epoch=2, shard=1, num_shards=2, block=500)
+    got = sampling.epoch_examples(small, seed=5, epoch=3, shard=1, num_shards=2, block=500, out=out)
+    assert all(a is b for a, b in zip(got, out))
+    for a, b in zip(got, fresh):
+        np.testing.assert_array_equal(a, b)
+    assert out[0].size == sampling.epoch_length(small, shard=1, num_shards=2, block=500)
+
+
+def test_out_arrays_of_another_shape_are_refused(small: PreparedData) -> None:
+    users, items, labels = sampling.epoch_examples(small, seed=5, epoch=1)
+    with pytest.raises(ValueError, match="out arrays must be"):
+        sampling.epoch_examples(small, seed=5, epoch=2, shard=0, num_shards=2, out=(users, items, labels))
+    with pytest.raises(ValueError, match="out arrays must be"):
+        sampling.epoch_examples(small, seed=5, epoch=2, out=(users, items, labels.astype(np.float64)))
+
+
+def test_the_epoch_is_each_position_drawn_one_at_a_time(small: PreparedData) -> None:
+    """The vectorised epoch equals a plain per-position rendering of the module docstring's rules."""
+    users, items, labels = sampling.epoch_examples(small, seed=9, epoch=4)
+    size, total = users.size, small.num_train
+    permutation = sampling.EpochPermutation(size, sampling.stream_key(9, sampling._SHUFFLE, 4))
+    key = int(sampling.stream_key(9, sampling._TRAIN, 4))
+    positive = {(int(u), int(i)) for u, i in zip(small.train_users, small.train_items)}
+    mask = (1 << 64) - 1
+
+    def mix(x: int) -> int:
+        x ^= x >> 30
+        x = (x * 0xBF58476D1CE4E5B9) & mask
+        x ^= x >> 27
+        x = (x * 0x94D049BB133111EB) & mask
+        return x ^ (x >> 31)
+
+    rng = np.random.default_rng(0)
+    for position in rng.choice(size, 3000, replace=False):
+        example = int(permutation(np.array([position]))[0])
+        which, p = divmod(example, total)
+        user = int(small.train_users[p])
+        assert users[position] == user and labels[position] == (which == 0)
+        if which == 0:
+            assert items[position] == small.train_items[p]
+            continue
+        attempt = 0
+        while True:
+            h = mix((example * 0x9E3779B97F4A7C15 + key + attempt * 0xD1B54A32D192ED03) & mask)
+            item = ((h >> 32) * small.num_items) >> 32
+            if (user, item) not in positive:
+                break
+            attempt += 1
+        assert items[position] == item
+
+
 def test_training_negatives_are_the_epochs_negatives(small: PreparedData) -> None:
     """training_negatives(start, stop) regenerates exactly what the shuffled epoch holds."""
     users, items, labels = sampling.epoch_examples(small, seed=2, epoch=5)

@@ -39,6 +39,18 @@ def test_batches_are_the_epoch_in_order_with_a_padded_tail():
     assert all(b[k].dtype == d for b in got for k, d in enumerate((np.int32, np.int32, np.float32, np.float32)))
 
 
+def test_the_columns_may_be_overwritten_once_the_dataset_is_built():
+    """The runner writes the next epoch into the arrays it has just handed to train_dataset."""
+    users, items, labels = random_epoch(1)
+    kept = (users.copy(), items.copy(), labels.copy())
+    dataset = train_dataset(tf.distribute.get_strategy(), users, items, labels, steps_for(1000, 128), 128, 1)
+    for column in (users, items, labels):
+        column[:] = column[::-1]
+    got = [np.concatenate([t.numpy() for t in column]) for column in zip(*dataset)]
+    for column, want in zip(got[:3], kept):
+        np.testing.assert_array_equal(column[:1000], want)
+
+
 def test_empty_shard_gives_one_all_padding_batch():
     empty = np.zeros(0, np.int32)
     (users, items, labels, valid), = collect(empty, empty, empty.astype(np.float32), 1, 64)

@@ -163,19 +163,11 @@ def build_tables(data: PreparedData) -> None:
     _packed_positives(data)
 
 
-def _negatives(users: np.ndarray, counters: np.ndarray, key: np.uint64, positives: PositiveSet,
-               wanted: np.ndarray | None = None) -> np.ndarray:
-    """int32 negative per (user, counter): uniform over the user's non-positives, by rejection.
-
-    With `wanted` (bool), only those entries are guaranteed negatives; the others hold an
-    arbitrary first draw (cheaper than compacting the wanted entries out and back).
-    """
+def _negatives(users: np.ndarray, counters: np.ndarray, key: np.uint64, positives: PositiveSet) -> np.ndarray:
+    """int32 negative per (user, counter): uniform over the user's non-positives, by rejection."""
     base = counters.astype(np.uint64) * _GOLDEN + key
     items = _uniform(base, 0, positives.num_items)
-    rejected = positives.contains(users, items)
-    if wanted is not None:
-        rejected &= wanted
-    redo = np.flatnonzero(rejected)
+    redo = np.flatnonzero(positives.contains(users, items))
     attempt = 1
     while redo.size:
         candidates = _uniform(base[redo], attempt, positives.num_items)
@@ -332,15 +324,36 @@ def shard_ranges(size: int, shard: int, num_shards: int, block: int | None = Non
     return [(start, min(start + block, size)) for start in starts]
 
 
+EpochArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def epoch_length(data: PreparedData, num_neg: int = NUM_NEG, shard: int = 0, num_shards: int = 1,
+                 block: int | None = None) -> int:
+    """Examples in one shard of an epoch (the same every epoch)."""
+    size = data.num_train * (1 + num_neg)
+    return sum(hi - lo for lo, hi in shard_ranges(size, shard, num_shards, block))
+
+
+def _check_out(out: EpochArrays, length: int) -> None:
+    for array, dtype in zip(out, (np.int32, np.int32, np.float32)):
+        if array.shape != (length,) or array.dtype != dtype or not array.flags.c_contiguous:
+            raise ValueError(f"out arrays must be contiguous int32, int32, float32 of length {length}, "
+                             f"got {array.dtype} {array.shape}")
+
+
 def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM_NEG, shard: int = 0,
                    num_shards: int = 1, positives: PositiveSet | None = None, workers: int | None = None,
-                   block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   block: int | None = None, out: EpochArrays | None = None) -> EpochArrays:
     """(users int32, items int32, labels float32): this shard's part of the shuffled epoch.
 
     The full epoch has every training positive once plus `num_neg` fresh negatives per positive.
     Without `block`, shard i of n is positions [i * M // n, (i + 1) * M // n) of its shuffled order,
     so the shards of any split concatenate to the unsharded epoch; with `block`, shard i holds the
     blocks i, i + n, i + 2n, ... of `block` positions (see `shard_ranges`).
+
+    `out`: arrays of an earlier epoch to overwrite (returned). Why: an epoch is 1.2 GB at ml-20m,
+    and writing it into fresh memory made the kernel fault in and zero every page of it, which
+    took 2-5 s of system CPU time per epoch here, as much as half the generation itself.
     """
     positives = positives or positive_set(data)
     packed = _packed_positives(data)
@@ -350,22 +363,23 @@ def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM
     permutation = EpochPermutation(size, stream_key(seed, _SHUFFLE, epoch))
     key = stream_key(seed, _TRAIN, epoch)
     length = sum(hi - lo for lo, hi in ranges)
-    users = np.empty(length, dtype=np.int32)
-    items = np.empty(length, dtype=np.int32)
-    labels = np.empty(length, dtype=np.float32)
+    if out is None:
+        out = (np.empty(length, dtype=np.int32), np.empty(length, dtype=np.int32), np.empty(length, dtype=np.float32))
+    _check_out(out, length)
+    users, items, labels = out
 
     def fill(lo: int, hi: int, offset: int) -> None:
         def work(first: int, last: int) -> None:
             for start, stop, examples in permutation.chunks(first, last):
                 which = examples // total            # 0: the positive itself, j > 0: its j-th negative
                 pairs = np.take(packed, examples - which * total).view(np.int32).reshape(-1, 2)
-                chunk_users = np.ascontiguousarray(pairs[:, 0])
-                negative = which > 0
-                drawn = _negatives(chunk_users, examples, key, positives, wanted=negative)
-                out = slice(offset + start - lo, offset + stop - lo)
-                users[out] = chunk_users
-                items[out] = np.where(negative, drawn, pairs[:, 1])
-                labels[out] = ~negative
+                part = slice(offset + start - lo, offset + stop - lo)
+                users[part] = pairs[:, 0]
+                items[part] = pairs[:, 1]
+                labels[part] = which == 0
+                # Only the negatives draw (a positive's draw would cost a bitmap lookup for nothing).
+                drawn = np.flatnonzero(which)
+                items[part][drawn] = _negatives(users[part][drawn], examples[drawn], key, positives)
 
         _in_parallel(lo, hi, work, workers, grain=_CHUNK)
 
@@ -373,4 +387,4 @@ def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM
     for lo, hi in ranges:
         fill(lo, hi, offset)
         offset += hi - lo
-    return users, items, labels
+    return out
