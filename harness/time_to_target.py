@@ -7,7 +7,8 @@ about the software. This command alternates runs of ours (one per seed, each a f
 `run_benchmark.py run` process, timed run_start to run_stop from its MLPerf log) with runs of the
 peer (`tfg_ncf.sh mlsmall`, timed as the sum of its per-epoch train and eval times up to the
 first epoch at or above the same target, its start-up excluded), so that drift touches both,
-and reports every run plus the ratios of their means and of our slowest to the peer's fastest.
+and reports every run plus the ratios of their means, of their olympic means (MLPerf's score)
+and of our slowest to the peer's fastest.
 
 The peer trains only ml-latest-small, so with peer runs the dataset must be ml-latest-small;
 `--peer-runs 0` times our runs alone on any dataset.
@@ -177,14 +178,19 @@ def peer_run_from_log(log: Path, index: int, target: float) -> TimedRun:
 
 
 def summarize(runs: list[TimedRun], target: float, dataset: str) -> dict:
-    """Every run, and ours against the peer's: ratio of the mean times, and our slowest to its fastest.
+    """Every run, and ours against the peer's: ratios of the means, of the olympic means (MLPerf's
+    score: the fastest and the slowest run dropped; with 3 or more runs on both sides) and of our
+    slowest to its fastest.
 
-    Means are over the runs that reached the target; how many did not is reported beside them.
+    All of them are over the runs that reached the target; how many did not is reported beside them.
     """
+    from harness.scoring import olympic_mean
+
     def side(who: str) -> dict:
         mine = [run for run in runs if run.who == who]
-        times = [run.seconds for run in mine if run.reached]
+        times = [run.seconds for run in mine if run.seconds is not None]
         return {"runs": len(mine), "reached": len(times), "mean_s": sum(times) / len(times) if times else None,
+                "olympic_mean_s": olympic_mean(times) if len(times) >= 3 else None,
                 "fastest_s": min(times) if times else None, "slowest_s": max(times) if times else None}
 
     ours, peer = side("ours"), side("peer")
@@ -192,6 +198,8 @@ def summarize(runs: list[TimedRun], target: float, dataset: str) -> dict:
     if ours["reached"] and peer["reached"]:
         ratios = {"mean_vs_mean": ours["mean_s"] / peer["mean_s"],
                   "our_slowest_vs_peer_fastest": ours["slowest_s"] / peer["fastest_s"]}
+        if ours["olympic_mean_s"] is not None and peer["olympic_mean_s"] is not None:
+            ratios["olympic_vs_olympic"] = ours["olympic_mean_s"] / peer["olympic_mean_s"]
     return {"dataset": dataset, "target": target, "runs": [asdict(run) for run in runs],
             "ours": ours, "peer": peer, "ratios": ratios}
 
@@ -217,9 +225,12 @@ def _table(report: dict) -> str:
         side = report[who]
         if side["runs"]:
             mean = f"{side['mean_s']:.1f} s" if side["mean_s"] is not None else "-"
-            console.print(f"{who}: {side['reached']} of {side['runs']} runs reached the target; mean {mean}")
+            olympic = f"; olympic mean {side['olympic_mean_s']:.1f} s" if side["olympic_mean_s"] is not None else ""
+            console.print(f"{who}: {side['reached']} of {side['runs']} runs reached the target; mean {mean}{olympic}")
     ratios = report["ratios"]
     if ratios:
-        console.print(f"ours / peer: mean against mean {ratios['mean_vs_mean']:.2f}x; "
+        olympic = (f"olympic mean against olympic mean {ratios['olympic_vs_olympic']:.2f}x; "
+                   if "olympic_vs_olympic" in ratios else "")
+        console.print(f"ours / peer: mean against mean {ratios['mean_vs_mean']:.2f}x; {olympic}"
                       f"our slowest against the peer's fastest {ratios['our_slowest_vs_peer_fastest']:.2f}x")
     return buffer.getvalue().rstrip()

@@ -54,11 +54,23 @@ def test_means_leave_out_runs_that_missed_the_target():
             ttt.TimedRun("peer", "run 1", 12, 7, 100.0, 0.32, ""),
             ttt.TimedRun("peer", "run 2", 12, 9, 80.0, 0.31, "")]
     report = ttt.summarize(runs, 0.29, "ml-latest-small")
-    assert report["ours"] == {"runs": 3, "reached": 2, "mean_s": 25.0, "fastest_s": 20.0, "slowest_s": 30.0}
+    assert report["ours"] == {"runs": 3, "reached": 2, "mean_s": 25.0, "olympic_mean_s": None, "fastest_s": 20.0,
+                              "slowest_s": 30.0}
     assert report["peer"]["mean_s"] == 90.0
-    assert report["ratios"]["mean_vs_mean"] == pytest.approx(25.0 / 90.0)
-    assert report["ratios"]["our_slowest_vs_peer_fastest"] == pytest.approx(30.0 / 80.0)
+    assert report["ratios"] == {"mean_vs_mean": pytest.approx(25.0 / 90.0),
+                                "our_slowest_vs_peer_fastest": pytest.approx(30.0 / 80.0)}
     assert ttt.summarize(runs[:3], 0.29, "ml-latest-small")["ratios"] == {}
+
+
+def test_olympic_means_drop_each_sides_fastest_and_slowest_run():
+    runs = [ttt.TimedRun("ours", f"seed {i}", 9, 9, t, 0.30, "") for i, t in enumerate([40.0, 20.0, 30.0, 26.0])]
+    runs += [ttt.TimedRun("peer", f"run {i}", 12, 7, t, 0.31, "") for i, t in enumerate([60.0, 140.0, 100.0])]
+    runs.append(ttt.TimedRun("peer", "run 9", 12, None, None, 0.28, ""))
+    report = ttt.summarize(runs, 0.29, "ml-latest-small")
+    assert report["ours"]["olympic_mean_s"] == pytest.approx(28.0)     # 20 and 40 dropped
+    assert report["peer"]["olympic_mean_s"] == pytest.approx(100.0)    # the run that missed is not a time
+    assert report["ratios"]["olympic_vs_olympic"] == pytest.approx(0.28)
+    assert "olympic mean against olympic mean 0.28x" in ttt._table(report)
 
 
 @pytest.mark.parametrize("flags, message", [
