@@ -11,7 +11,10 @@ Measures, with warm-up (tracing, XLA compilation, the first steps) excluded:
     the work done (counted as the reference model's FLOPs, REFERENCE §4) to it.
 Optional: `--ablation` times the plain reference path and each fast path switched on in turn;
 `--peer` runs the TF Model Garden NCF peer (../shared/peers/tfg_ncf.sh) between two measurements
-of ours and reports the ratio. Performance claims are ratios against baselines measured in the
+of ours and reports the ratio; `--peer-rounds N` takes N turns (ours, peer, ours, peer, ..., ours)
+and reports each peer run against the two measurements of ours around it, and the median of
+those ratios: the peer's rate and ours drift independently by ±15% between minutes here, so one
+turn says as much about the minute as about the software. Performance claims are ratios against baselines measured in the
 same invocation; each measurement also reports the CPU time other processes used meanwhile
 ("foreign cores"), because on a shared machine that is what moves absolute numbers.
 `--dry-run` prints what would run (how GPU and TPU profiles would be set up) without measuring.
@@ -57,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also time the plain reference path and each fast path switched on in turn")
     p.add_argument("--peer", action="store_true",
                    help="run ../shared/peers/tfg_ncf.sh throughput <batch> <xla> between two runs of ours")
+    p.add_argument("--peer-rounds", type=int, default=1, metavar="N",
+                   help="with --peer: run the peer N times, each between two runs of ours (default 1)")
     p.add_argument("--check-eval", action="store_true",
                    help="also evaluate the sample with the plain reference eval on the same weights and compare")
     p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
@@ -77,6 +82,8 @@ def throughput(args: argparse.Namespace) -> int:
         raise UserError(f"--eval-sample must be positive, got {args.eval_sample}.")
     if args.peer and not PEER_SCRIPT.is_file():
         raise UserError(f"--peer needs {PEER_SCRIPT}, which is absent.")
+    if args.peer_rounds < 1 or (args.peer_rounds > 1 and not args.peer):
+        raise UserError(f"--peer-rounds must be at least 1 and needs --peer, got {args.peer_rounds}.")
     profile, plan = resolve(args)
     settings = _planned_settings(plan)
     if args.dry_run:
@@ -510,8 +517,10 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     ours = [measure_training(session, trainer, arrays, steps)]
     report["trainer"] = trainer.describe()
     if args.peer:
-        report["peer"] = run_peer(plan.batch_size, plan.xla, args.wait_quiet)
-        ours.append(measure_training(session, trainer, arrays, steps))
+        report["peer"] = []
+        for _ in range(args.peer_rounds):
+            report["peer"].append(run_peer(plan.batch_size, plan.xla, args.wait_quiet))
+            ours.append(measure_training(session, trainer, arrays, steps))
     report["training"] = ours
     report["split"] = measure_split(session, trainer, arrays, max(4, steps // 2))
     if getattr(args, "op_profile", False):
@@ -560,7 +569,18 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
         "eval_vs_matmul": eval_rate * 2 * macs / 1e9 / gflops,
     }
     if "peer" in report:
-        report["ratios"]["training_vs_peer"] = train_rate / report["peer"]["examples_per_s"]
+        report["ratios"].update(peer_ratios([r.examples_per_s for r in report["training"]],
+                                            [run["examples_per_s"] for run in report["peer"]]))
+
+
+def peer_ratios(ours: list[float], peer: list[float]) -> dict:
+    """Ours against the peer when peer run i ran between our measurements i and i + 1.
+
+    Each round's ratio divides the mean of the two measurements of ours around the peer run by
+    the peer's rate; `training_vs_peer` is their median (with one round, that round's ratio).
+    """
+    rounds = [(ours[i] + ours[i + 1]) / 2 / rate for i, rate in enumerate(peer)]
+    return {"training_vs_peer": float(np.median(rounds)), "training_vs_peer_rounds": rounds}
 
 
 # ----------------------------------------------------------------------------------- output
@@ -598,13 +618,13 @@ def _print_report(report: dict) -> None:
     table = Table(title="rates (warm-up excluded)")
     for col in ("measurement", "rate", "per step", "foreign"):
         table.add_column(col, justify="right" if col != "measurement" else "left")
-    for i, r in enumerate(report["training"]):
-        name = "training" if len(report["training"]) == 1 else f"training ({'before' if i == 0 else 'after'} peer)"
+    peers = report.get("peer", [])
+    for i, r in enumerate(report["training"]):   # in the order they ran: ours, peer, ours, ...
+        name = "training" if not peers else f"training ({'before' if i == 0 else 'after'} peer run {max(i, 1)})"
         table.add_row(name, f"{r.examples_per_s:,.0f} ex/s", f"{r.ms_per_step:.0f} ms", _cores(r.timing))
-    if "peer" in report:
-        peer = report["peer"]
-        table.add_row(f"TF Model Garden peer (XLA {'on' if peer['xla'] else 'off'})",
-                      f"{peer['examples_per_s']:,.0f} ex/s", "", f"{peer['foreign_cores']:.2f}")
+        if i < len(peers):
+            table.add_row(f"TF Model Garden peer run {i + 1} (XLA {'on' if peers[i]['xla'] else 'off'})",
+                          f"{peers[i]['examples_per_s']:,.0f} ex/s", "", f"{peers[i]['foreign_cores']:.2f}")
     ov = report["overlap"]
     table.add_row("training while next epoch's negatives generate", f"{ov['rate'].examples_per_s:,.0f} ex/s",
                   f"{ov['rate'].ms_per_step:.0f} ms", _cores(ov["rate"].timing))
@@ -645,8 +665,12 @@ def _print_report(report: dict) -> None:
                   f"{ratios['training_vs_matmul']:.2f} x matmul; eval {ratios['eval_reference_gflops']:.1f} GFLOP/s = "
                   f"{ratios['eval_vs_matmul']:.2f} x matmul")
     if "training_vs_peer" in ratios:
-        console.print(f"[bold]training vs TF Model Garden peer: {ratios['training_vs_peer']:.2f}x[/bold] "
-                      f"({report['peer']['line']})")
+        rounds = ratios["training_vs_peer_rounds"]
+        each = f"; rounds: {', '.join(f'{r:.2f}x' for r in rounds)}" if len(rounds) > 1 else ""
+        console.print(f"[bold]training vs TF Model Garden peer: {ratios['training_vs_peer']:.2f}x[/bold]"
+                      f"{' (median)' if len(rounds) > 1 else ''}{each}")
+        for peer in report["peer"]:
+            console.print(f"  {peer['line']}")
     if report.get("ablation"):
         table = Table(title=f"ablation (each fast path switched on in turn; medians of {ABLATION_ROUNDS} "
                             "interleaved rounds, x ref = median of per-round ratios)")

@@ -59,6 +59,18 @@ def test_dry_run_table_mentions_missing_hardware(capsys):
 def test_user_errors(capsys):
     assert main(["throughput", "--system", "cpu", "--steps", "1"]) == 2
     assert "--steps must be at least 2" in capsys.readouterr().err
+    assert main(["throughput", "--system", "cpu", "--peer-rounds", "3"]) == 2
+    assert "--peer-rounds must be at least 1 and needs --peer" in capsys.readouterr().err
+
+
+def test_each_peer_run_is_held_against_the_two_measurements_of_ours_around_it():
+    from harness.throughput import peer_ratios
+
+    # ours 200k, peer 140k, ours 220k, peer 160k, ours 240k, peer 100k, ours 180k
+    ratios = peer_ratios([200e3, 220e3, 240e3, 180e3], [140e3, 160e3, 100e3])
+    assert ratios["training_vs_peer_rounds"] == pytest.approx([210 / 140, 230 / 160, 210 / 100])
+    assert ratios["training_vs_peer"] == pytest.approx(1.5)   # the median round, not the mean
+    assert peer_ratios([200e3, 220e3], [140e3])["training_vs_peer"] == pytest.approx(1.5)
 
 
 def test_fast_path_rules():

@@ -327,13 +327,6 @@ def shard_ranges(size: int, shard: int, num_shards: int, block: int | None = Non
 EpochArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def epoch_length(data: PreparedData, num_neg: int = NUM_NEG, shard: int = 0, num_shards: int = 1,
-                 block: int | None = None) -> int:
-    """Examples in one shard of an epoch (the same every epoch)."""
-    size = data.num_train * (1 + num_neg)
-    return sum(hi - lo for lo, hi in shard_ranges(size, shard, num_shards, block))
-
-
 def _check_out(out: EpochArrays, length: int) -> None:
     for array, dtype in zip(out, (np.int32, np.int32, np.float32)):
         if array.shape != (length,) or array.dtype != dtype or not array.flags.c_contiguous:
@@ -377,7 +370,7 @@ def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM
                 users[part] = pairs[:, 0]
                 items[part] = pairs[:, 1]
                 labels[part] = which == 0
-                # Only the negatives draw (a positive's draw would cost a bitmap lookup for nothing).
+                # Only the negatives draw; a positive keeps its own item.
                 drawn = np.flatnonzero(which)
                 items[part][drawn] = _negatives(users[part][drawn], examples[drawn], key, positives)
 
