@@ -92,9 +92,12 @@ def train_dataset(strategy: Any, users: np.ndarray, items: np.ndarray, labels: n
     if count > length:
         raise ValueError(f"shard of {count} examples does not fit {steps} steps of {per_host}")
     # Copied into tensors here, before this returns, so the caller may overwrite its arrays with
-    # the next epoch at once (the runner does: see sampling.epoch_examples's `out`).
-    tensors = [tf.convert_to_tensor(np.asarray(column, dtype)) for column, dtype in
-               ((users, np.int32), (items, np.int32), (labels, np.float32))]
+    # the next epoch at once (the runner does: see sampling.epoch_examples's `out`). Pinned to
+    # host memory, where tf.data reads them and where the dataset function used to make them;
+    # outside it, eager TensorFlow may place a new tensor on an accelerator.
+    with tf.device("CPU:0"):
+        tensors = [tf.convert_to_tensor(np.asarray(column, dtype)) for column, dtype in
+                   ((users, np.int32), (items, np.int32), (labels, np.float32))]
 
     def make(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = ctx.get_per_replica_batch_size(global_batch)
