@@ -14,9 +14,10 @@ Optional: `--ablation` times the plain reference path and each fast path switche
 of ours and reports the ratio; `--peer-rounds N` takes N turns (ours, peer, ours, peer, ..., ours)
 and reports each peer run against the two measurements of ours around it, and the median of
 those ratios: the peer's rate and ours drift independently by ±15% between minutes here, so one
-turn says as much about the minute as about the software. Performance claims are ratios against baselines measured in the
-same invocation; each measurement also reports the CPU time other processes used meanwhile
-("foreign cores"), because on a shared machine that is what moves absolute numbers.
+turn says as much about the minute as about the software. Performance claims are ratios against
+baselines measured in the same invocation; each measurement also reports the CPU time other
+processes used meanwhile ("foreign cores"), because on a shared machine that is what moves
+absolute numbers.
 `--dry-run` prints what would run (how GPU and TPU profiles would be set up) without measuring.
 """
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import Callable
 
 from harness.errors import UserError
 from harness.peer import PEER_SCRIPT, run_peer_script
+from harness.scoring import olympic_mean
 
 PEER_DATASET = "ml-latest-small"
 RUN_BENCHMARK = Path(__file__).resolve().parent.parent / "run_benchmark.py"
@@ -184,11 +185,9 @@ def summarize(runs: list[TimedRun], target: float, dataset: str) -> dict:
 
     All of them are over the runs that reached the target; how many did not is reported beside them.
     """
-    from harness.scoring import olympic_mean
-
     def side(who: str) -> dict:
         mine = [run for run in runs if run.who == who]
-        times = [run.seconds for run in mine if run.seconds is not None]
+        times = [run.seconds for run in mine if run.reached]
         return {"runs": len(mine), "reached": len(times), "mean_s": sum(times) / len(times) if times else None,
                 "olympic_mean_s": olympic_mean(times) if len(times) >= 3 else None,
                 "fastest_s": min(times) if times else None, "slowest_s": max(times) if times else None}
