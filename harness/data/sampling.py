@@ -358,7 +358,8 @@ def epoch_examples(data: PreparedData, seed: int, epoch: int, num_neg: int = NUM
     length = sum(hi - lo for lo, hi in ranges)
     if out is None:
         out = (np.empty(length, dtype=np.int32), np.empty(length, dtype=np.int32), np.empty(length, dtype=np.float32))
-    _check_out(out, length)
+    else:
+        _check_out(out, length)
     users, items, labels = out
 
     def fill(lo: int, hi: int, offset: int) -> None:
