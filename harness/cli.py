@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from harness.errors import UserError
+from harness.tf_runtime import apply_runtime_environment
 
 # Modules that provide subcommands, in the order `--help` lists them.
 SUBCOMMAND_MODULES = (
@@ -69,6 +70,7 @@ def _with_default_subcommand(argv: list[str], parser: argparse.ArgumentParser) -
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn user mistakes into one line on stderr plus a non-zero exit."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    apply_runtime_environment()   # before any command imports TensorFlow (harness.tf_runtime says why)
     try:
         parser = build_parser()
         args = parser.parse_args(_with_default_subcommand(args_list, parser))

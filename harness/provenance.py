@@ -19,9 +19,10 @@ from typing import Any
 from harness import __version__
 from harness.hardware import REPO_DIR, TENSORFLOW_DISTRIBUTIONS, host_info, package_version
 
-# Environment variables that change how many threads (and which kernels) TensorFlow uses.
-THREAD_ENV_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
-                        "KMP_AFFINITY", "KMP_BLOCKTIME", "TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS")
+# Environment variables that change how many threads (and which kernels and allocator) TensorFlow uses.
+RUNTIME_ENV_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                        "KMP_AFFINITY", "KMP_BLOCKTIME", "TF_ENABLE_ONEDNN_OPTS", "TF_XLA_FLAGS",
+                        "TF_CPU_ALLOCATOR_USE_BFC", "TF_CPU_BFC_MEM_LIMIT_IN_MB")
 # Untracked files here change what runs, so they make the tree dirty; elsewhere (results, new
 # system descriptions written by runs) they do not.
 CODE_PATHS = ("harness", "reference", "run_benchmark.py", "pyproject.toml")
@@ -66,7 +67,7 @@ def _usable_cpus() -> int:
 
 def _thread_settings() -> dict[str, Any]:
     return {"usable_cpus": _usable_cpus(),
-            "env": {k: os.environ[k] for k in THREAD_ENV_VARIABLES if k in os.environ}}
+            "env": {k: os.environ[k] for k in RUNTIME_ENV_VARIABLES if k in os.environ}}
 
 
 def _tensorflow() -> dict[str, Any]:

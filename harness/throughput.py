@@ -35,9 +35,9 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import UserError
-from harness.peer import PEER_SCRIPT, run_peer_script
+from harness.peer import PEER_ENV_HELP, PEER_SCRIPT, parse_peer_env, run_peer_script
 from harness.process_usage import cpu_seconds
-from harness.tf_runtime import wait_for
+from harness.tf_runtime import RUNTIME_ENVIRONMENT, wait_for
 
 MATMUL_SIZE = 3072
 
@@ -63,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run ../shared/peers/tfg_ncf.sh throughput <batch> <xla> between two runs of ours")
     p.add_argument("--peer-rounds", type=int, default=1, metavar="N",
                    help="with --peer: run the peer N times, each between two runs of ours (default 1)")
+    p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help="with --peer: " + PEER_ENV_HELP)
     p.add_argument("--check-eval", action="store_true",
                    help="also evaluate the sample with the plain reference eval on the same weights and compare")
     p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
@@ -85,6 +86,9 @@ def throughput(args: argparse.Namespace) -> int:
         raise UserError(f"--peer needs {PEER_SCRIPT}, which is absent.")
     if args.peer_rounds < 1 or (args.peer_rounds > 1 and not args.peer):
         raise UserError(f"--peer-rounds must be at least 1 and needs --peer, got {args.peer_rounds}.")
+    if args.peer_env and not args.peer:
+        raise UserError("--peer-env needs --peer.")
+    args.peer_environment = parse_peer_env(args.peer_env)
     profile, plan = resolve(args)
     settings = _planned_settings(plan)
     if args.dry_run:
@@ -420,11 +424,11 @@ def measure_eval(session: Session, trainer: Any, users: int, check: bool = False
     return out
 
 
-def run_peer(batch: int, xla: bool, wait_quiet: int) -> dict:
-    """Run the TF Model Garden peer once; its examples/s and the foreign load it saw."""
+def run_peer(batch: int, xla: bool, wait_quiet: int, env: dict[str, str] | None = None) -> dict:
+    """Run the TF Model Garden peer once (in the user's environment plus `env`); its examples/s and load."""
     fields, line = run_peer_script("throughput", str(batch), "1" if xla else "0",
-                                   env={"TFG_WAIT_QUIET": str(wait_quiet)})
-    return {"examples_per_s": float(fields["examples_per_s"]), "best_interval": float(fields["best_interval"]),
+                                   env={**(env or {}), "TFG_WAIT_QUIET": str(wait_quiet)})
+    return {"environment": dict(env or {}), "examples_per_s": float(fields["examples_per_s"]), "best_interval": float(fields["best_interval"]),
             "foreign_cores": float(fields["foreign_cpu"]), "batch": int(fields["batch"]),
             "xla": fields["xla"] == "1", "log": fields.get("log"), "line": line}
 
@@ -500,7 +504,8 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
 
     report: dict = {"system": plan.system, "dataset": plan.dataset, "batch_size": plan.batch_size,
                     "precision": plan.precision, "steps_per_call": plan.steps_per_call,
-                    "load_average_before": os.getloadavg()}
+                    "load_average_before": os.getloadavg(),
+                    "runtime_environment": {key: os.environ.get(key) for key in RUNTIME_ENVIRONMENT}}
     if args.wait_quiet:
         report["foreign_cores_after_wait"] = wait_until_quiet(args.wait_quiet)
     session = Session(plan, profile)
@@ -520,7 +525,7 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     if args.peer:
         report["peer"] = []
         for _ in range(args.peer_rounds):
-            report["peer"].append(run_peer(plan.batch_size, plan.xla, args.wait_quiet))
+            report["peer"].append(run_peer(plan.batch_size, plan.xla, args.wait_quiet, args.peer_environment))
             ours.append(measure_training(session, trainer, arrays, steps))
     report["training"] = ours
     report["split"] = measure_split(session, trainer, arrays, max(4, steps // 2))
@@ -616,6 +621,8 @@ def _print_report(report: dict) -> None:
     console.print(f"machine: fp32 matmul {report['matmul_gflops']:.1f} GFLOP/s ({MATMUL_SIZE}^3); "
                   f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
                   "'foreign' = cores other processes used during a measurement")
+    console.print("runtime environment: " + ", ".join(f"{k}={v}" for k, v in report["runtime_environment"].items())
+                  + " (harness.tf_runtime; the peer runs without these unless --peer-env gives them)")
     table = Table(title="rates (warm-up excluded)")
     for col in ("measurement", "rate", "per step", "foreign"):
         table.add_column(col, justify="right" if col != "measurement" else "left")
@@ -624,7 +631,8 @@ def _print_report(report: dict) -> None:
         name = "training" if not peers else f"training ({'before' if i == 0 else 'after'} peer run {max(i, 1)})"
         table.add_row(name, f"{r.examples_per_s:,.0f} ex/s", f"{r.ms_per_step:.0f} ms", _cores(r.timing))
         if i < len(peers):
-            table.add_row(f"TF Model Garden peer run {i + 1} (XLA {'on' if peers[i]['xla'] else 'off'})",
+            extra = "".join(f", {k}={v}" for k, v in peers[i].get("environment", {}).items())
+            table.add_row(f"TF Model Garden peer run {i + 1} (XLA {'on' if peers[i]['xla'] else 'off'}{extra})",
                           f"{peers[i]['examples_per_s']:,.0f} ex/s", "", f"{peers[i]['foreign_cores']:.2f}")
     ov = report["overlap"]
     table.add_row("training while next epoch's negatives generate", f"{ov['rate'].examples_per_s:,.0f} ex/s",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import UserError
-from harness.peer import PEER_SCRIPT, run_peer_script
+from harness.peer import PEER_ENV_HELP, PEER_SCRIPT, parse_peer_env, run_peer_script
 from harness.scoring import olympic_mean
 
 PEER_DATASET = "ml-latest-small"
@@ -73,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3], help="our runs' seeds, comma-separated (default 0,1,2,3)")
     p.add_argument("--peer-runs", type=int, default=3, help="runs of the peer (default 3; 0: ours only)")
     p.add_argument("--peer-epochs", type=int, default=12, help="epochs per peer run (default 12)")
+    p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help=PEER_ENV_HELP)
     p.add_argument("--results-dir", help="keep our runs' logs here, one submission root per seed "
                                          "(default: a temporary folder, removed afterwards)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -86,6 +87,7 @@ def time_to_target(args: argparse.Namespace) -> int:
         raise UserError(f"the peer trains only {PEER_DATASET}; use --dataset {PEER_DATASET} or --peer-runs 0.")
     if args.peer_runs and not PEER_SCRIPT.is_file():
         raise UserError(f"peer runs need {PEER_SCRIPT}, which is absent (or use --peer-runs 0).")
+    peer_env = parse_peer_env(args.peer_env)
     target = _target(args)
     ratings = Path(args.data_dir) / PEER_DATASET / "ratings.csv" if args.data_dir else None
     if args.peer_runs and ratings is not None and not ratings.is_file():
@@ -94,8 +96,9 @@ def time_to_target(args: argparse.Namespace) -> int:
         root = Path(args.results_dir) if args.results_dir else Path(scratch)
         runs = alternate(args.seeds, args.peer_runs,
                          lambda seed: run_ours(args, seed, root / f"seed{seed}"),
-                         lambda index: run_peer(index, args.peer_epochs, target, ratings))
+                         lambda index: run_peer(index, args.peer_epochs, target, ratings, peer_env))
     report = summarize(runs, target, args.dataset)
+    report["peer_environment"] = peer_env
     print(json.dumps(report, indent=2) if args.json else _table(report))
     return 0
 
@@ -156,9 +159,11 @@ def run_ours(args: argparse.Namespace, seed: int, root: Path) -> TimedRun:
                     record.epochs_to_target if seconds is not None else None, seconds, record.best_hr, str(logs[-1]))
 
 
-def run_peer(index: int, epochs: int, target: float, ratings: Path | None) -> TimedRun:
-    """One run of the peer on ml-latest-small; its time to `target` from its per-epoch results."""
-    fields, line = run_peer_script("mlsmall", str(epochs), env={"TFG_RATINGS": str(ratings)} if ratings else None)
+def run_peer(index: int, epochs: int, target: float, ratings: Path | None,
+             env: dict[str, str] | None = None) -> TimedRun:
+    """One run of the peer on ml-latest-small (the user's environment plus `env`); its time to `target`."""
+    fields, line = run_peer_script("mlsmall", str(epochs),
+                                   env={**(env or {}), **({"TFG_RATINGS": str(ratings)} if ratings else {})})
     log = fields.get("log")
     if not log or not Path(log).is_file():
         raise UserError(f"the peer's result line names no log that exists: {line}")
@@ -209,7 +214,8 @@ def _table(report: dict) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"time to HR@10 >= {report['target']} on {report['dataset']}")
+    extra = "".join(f", peer with {k}={v}" for k, v in report.get("peer_environment", {}).items())
+    table = Table(title=f"time to HR@10 >= {report['target']} on {report['dataset']}{extra}")
     for column in ("who", "run", "epochs to target", "time to target (s)", "best HR@10"):
         table.add_column(column)
     for run in report["runs"]:

@@ -1,4 +1,5 @@
-"""Shared pytest set-up: quiet TensorFlow, the repo on sys.path, and paths to ../shared."""
+"""Shared pytest set-up: quiet TensorFlow with the harness's runtime environment, the repo on sys.path,
+and paths to ../shared."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from harness.tf_runtime import apply_runtime_environment  # noqa: E402
+
+apply_runtime_environment()   # TensorFlow in the tests allocates as in the product's commands
 
 
 @pytest.fixture(scope="session")

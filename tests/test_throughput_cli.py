@@ -61,6 +61,10 @@ def test_user_errors(capsys):
     assert "--steps must be at least 2" in capsys.readouterr().err
     assert main(["throughput", "--system", "cpu", "--peer-rounds", "3"]) == 2
     assert "--peer-rounds must be at least 1 and needs --peer" in capsys.readouterr().err
+    assert main(["throughput", "--system", "cpu", "--peer-env", "A=1"]) == 2
+    assert "--peer-env needs --peer" in capsys.readouterr().err
+    assert main(["throughput", "--system", "cpu", "--peer", "--peer-env", "NOVALUE"]) == 2
+    assert "--peer-env takes KEY=VALUE" in capsys.readouterr().err
 
 
 def test_each_peer_run_is_held_against_the_two_measurements_of_ours_around_it():
@@ -150,3 +154,20 @@ echo "PEER_TFG throughput batch=98304 xla=1 logged_steps=30 examples_per_s=15000
     assert out["foreign_cores"] == 0.02 and out["batch"] == 98304 and out["xla"] is True and out["log"] == "/x.log"
     with pytest.raises(UserError, match=r"the peer failed \(exit 3\)"):
         throughput.run_peer(98304, False, 7)
+
+
+def test_the_peer_runs_in_the_users_environment_plus_peer_env(tmp_path, monkeypatch):
+    """The allocator setting the harness gives its own TensorFlow does not reach the peer unless asked."""
+    from harness import peer, tf_runtime, throughput
+
+    monkeypatch.setattr(tf_runtime, "_USER_ENVIRONMENT", {})
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+    tf_runtime.apply_runtime_environment()
+    script = tmp_path / "peer.sh"
+    script.write_text("""#!/bin/bash
+echo "PEER_TFG throughput batch=98304 xla=1 logged_steps=30 examples_per_s=${TF_CPU_ALLOCATOR_USE_BFC:-0}1 best_interval=1 foreign_cpu=0 log=/x.log"
+""")
+    monkeypatch.setattr(peer, "PEER_SCRIPT", script)
+    assert throughput.run_peer(98304, True, 0)["examples_per_s"] == 1.0          # stock: variable unset
+    given = throughput.run_peer(98304, True, 0, {"TF_CPU_ALLOCATOR_USE_BFC": "7"})
+    assert given["examples_per_s"] == 71.0 and given["environment"] == {"TF_CPU_ALLOCATOR_USE_BFC": "7"}

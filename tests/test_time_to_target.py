@@ -78,6 +78,7 @@ def test_olympic_means_drop_each_sides_fastest_and_slowest_run():
     (["--peer-runs", "-1"], "--peer-runs must be >= 0"),
     (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
     (["--seeds", ","], "--seeds needs at least one seed"),
+    (["--peer-env", "=1"], "--peer-env takes KEY=VALUE"),
 ])
 def test_bad_input_is_one_sentence_and_a_non_zero_exit(capsys, flags, message):
     assert main(["time-to-target", "--system", "cpu", *flags]) != 0
@@ -94,7 +95,7 @@ def test_the_peer_is_run_on_our_ratings_and_read_from_its_log(tmp_path, monkeypa
     script = tmp_path / "peer.sh"
     result = json.dumps({"hr_at_10_per_epoch": [0.2, 0.3], "epoch_seconds": [4.0, 5.0]})
     script.write_text(f"""#!/bin/bash
-[ "$1" = mlsmall ] && [ "$2" = 3 ] && [ "$TFG_RATINGS" = "{ratings}" ] || exit 1
+[ "$1" = mlsmall ] && [ "$2" = 3 ] && [ "$TFG_RATINGS" = "{ratings}" ] && [ "$EXTRA" = "${{WANT_EXTRA:-}}" ] || exit 1
 echo 'TFG_RESULT {result}' > {log}
 echo "PEER_TFG mlsmall best_hr10=0.3000@epoch2 log={log}"
 """)
@@ -104,6 +105,10 @@ echo "PEER_TFG mlsmall best_hr10=0.3000@epoch2 log={log}"
     assert (run.epochs_to_target, run.seconds, run.log) == (2, 9.0, str(log))
     with pytest.raises(UserError, match="the peer failed"):
         ttt.run_peer(1, 4, 0.29, ratings)          # the stand-in exits 1 for other arguments
+    monkeypatch.setenv("WANT_EXTRA", "yes")         # --peer-env reaches the peer's environment
+    assert ttt.run_peer(1, 3, 0.29, ratings, {"EXTRA": "yes"}).seconds == 9.0
+    with pytest.raises(UserError, match="the peer failed"):
+        ttt.run_peer(1, 3, 0.29, ratings)
 
 
 def test_our_time_is_the_logs_run_window(tmp_path, capsys):
