@@ -36,7 +36,7 @@ import numpy as np
 
 from harness.errors import UserError
 from harness.peer import PEER_ENV_HELP, PEER_SCRIPT, parse_peer_env, run_peer_script
-from harness.process_usage import cpu_seconds
+from harness.process_usage import cpu_seconds, minor_page_faults
 from harness.tf_runtime import RUNTIME_ENVIRONMENT, wait_for
 
 MATMUL_SIZE = 3072
@@ -115,11 +115,13 @@ def _planned_settings(plan: Any) -> dict:
 
 @dataclass
 class Timing:
-    """Wall seconds of one measured stretch, with this process' and other processes' CPU use."""
+    """Wall seconds of one measured stretch, with this process' and other processes' CPU use and
+    this process's minor page faults."""
 
     seconds: float
     own_cores: float | None
     foreign_cores: float | None
+    page_faults: int = 0
 
 
 class Stopwatch:
@@ -132,6 +134,7 @@ class Stopwatch:
     def __enter__(self) -> "Stopwatch":
         self._busy0 = _machine_busy_s()
         self._own0 = cpu_seconds()
+        self._faults0 = minor_page_faults()
         self._t0 = time.perf_counter()
         return self
 
@@ -140,7 +143,7 @@ class Stopwatch:
         own = cpu_seconds() - self._own0
         busy = _machine_busy_s()
         foreign = None if busy is None or self._busy0 is None else max(0.0, (busy - self._busy0) - own) / seconds
-        self.timing = Timing(seconds, own / seconds, foreign)
+        self.timing = Timing(seconds, own / seconds, foreign, minor_page_faults() - self._faults0)
 
 
 def _machine_busy_s() -> float | None:
@@ -605,6 +608,10 @@ def _cores(t: Timing | None) -> str:
     return "-" if t is None or t.foreign_cores is None else f"{t.foreign_cores:.2f}"
 
 
+def _faults(rate: TrainingRate) -> str:
+    return f"{rate.timing.page_faults / rate.steps:,.0f}"
+
+
 def _print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -624,21 +631,21 @@ def _print_report(report: dict) -> None:
     console.print("runtime environment: " + ", ".join(f"{k}={v}" for k, v in report["runtime_environment"].items())
                   + " (harness.tf_runtime; the peer runs without these unless --peer-env gives them)")
     table = Table(title="rates (warm-up excluded)")
-    for col in ("measurement", "rate", "per step", "foreign"):
+    for col in ("measurement", "rate", "per step", "page faults per step", "foreign"):
         table.add_column(col, justify="right" if col != "measurement" else "left")
     peers = report.get("peer", [])
     for i, r in enumerate(report["training"]):   # in the order they ran: ours, peer, ours, ...
         name = "training" if not peers else f"training ({'before' if i == 0 else 'after'} peer run {max(i, 1)})"
-        table.add_row(name, f"{r.examples_per_s:,.0f} ex/s", f"{r.ms_per_step:.0f} ms", _cores(r.timing))
+        table.add_row(name, f"{r.examples_per_s:,.0f} ex/s", f"{r.ms_per_step:.0f} ms", _faults(r), _cores(r.timing))
         if i < len(peers):
             extra = "".join(f", {k}={v}" for k, v in peers[i].get("environment", {}).items())
             table.add_row(f"TF Model Garden peer run {i + 1} (XLA {'on' if peers[i]['xla'] else 'off'}{extra})",
-                          f"{peers[i]['examples_per_s']:,.0f} ex/s", "", f"{peers[i]['foreign_cores']:.2f}")
+                          f"{peers[i]['examples_per_s']:,.0f} ex/s", "", "", f"{peers[i]['foreign_cores']:.2f}")
     ov = report["overlap"]
     table.add_row("training while next epoch's negatives generate", f"{ov['rate'].examples_per_s:,.0f} ex/s",
-                  f"{ov['rate'].ms_per_step:.0f} ms", _cores(ov["rate"].timing))
+                  f"{ov['rate'].ms_per_step:.0f} ms", _faults(ov["rate"]), _cores(ov["rate"].timing))
     ev = report["eval"]
-    table.add_row(f"eval ({ev['users']:,} users)", f"{ev['pairs_per_s']:,.0f} pairs/s", "", _cores(ev["timing"]))
+    table.add_row(f"eval ({ev['users']:,} users)", f"{ev['pairs_per_s']:,.0f} pairs/s", "", "", _cores(ev["timing"]))
     console.print(table)
     check = ev.get("reference_check")
     if check:

@@ -108,6 +108,8 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
     assert report["trainer"]["optimizer_impl"] == "dense"
     assert report["matmul_gflops"] > 0
     assert report["training"][0]["examples_per_s"] > 0 and report["eval"]["pairs_per_s"] > 0
+    assert report["training"][0]["timing"]["page_faults"] >= 0
+    assert report["runtime_environment"] == {"TF_CPU_ALLOCATOR_USE_BFC": os.environ["TF_CPU_ALLOCATOR_USE_BFC"]}
     split = report["split"]
     for key in ("input_ms", "forward_backward_ms", "optimizer_ms", "input_wait_ms", "pipeline_step_ms"):
         assert split[key] is not None and split[key] >= 0, key
