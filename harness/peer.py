@@ -35,8 +35,9 @@ def run_peer_script(mode: str, *args: str, env: dict[str, str] | None = None) ->
     """(key=value fields, the line itself) of the last `PEER_TFG <mode>` line the script printed.
 
     `env` is added to the user's environment: this process's, without the settings the harness
-    gave its own TensorFlow (harness.tf_runtime), so the peer runs as the user would run it. A timeout, a non-zero exit or a missing result
-    line raises UserError with the script's last output lines.
+    gave its own TensorFlow (harness.tf_runtime), so the peer runs as the user would run it. A
+    timeout, a non-zero exit or a missing result line raises UserError with the script's last
+    output lines.
     """
     try:
         proc = subprocess.run(["bash", str(PEER_SCRIPT), mode, *args], capture_output=True, text=True,
