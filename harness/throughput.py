@@ -82,13 +82,13 @@ def throughput(args: argparse.Namespace) -> int:
         raise UserError(f"--steps must be at least 2, got {args.steps}.")
     if args.eval_sample < 1:
         raise UserError(f"--eval-sample must be positive, got {args.eval_sample}.")
-    if args.peer and not PEER_SCRIPT.is_file():
-        raise UserError(f"--peer needs {PEER_SCRIPT}, which is absent.")
     if args.peer_rounds < 1 or (args.peer_rounds > 1 and not args.peer):
         raise UserError(f"--peer-rounds must be at least 1 and needs --peer, got {args.peer_rounds}.")
     if args.peer_env and not args.peer:
         raise UserError("--peer-env needs --peer.")
-    args.peer_environment = parse_peer_env(args.peer_env)
+    args.peer_environment = parse_peer_env(args.peer_env)   # flags first, then what is on disk
+    if args.peer and not PEER_SCRIPT.is_file():
+        raise UserError(f"--peer needs {PEER_SCRIPT}, which is absent.")
     profile, plan = resolve(args)
     settings = _planned_settings(plan)
     if args.dry_run:

@@ -85,9 +85,9 @@ def time_to_target(args: argparse.Namespace) -> int:
         raise UserError(f"--peer-runs must be >= 0 and --peer-epochs >= 1, got {args.peer_runs} and {args.peer_epochs}.")
     if args.peer_runs and args.dataset != PEER_DATASET:
         raise UserError(f"the peer trains only {PEER_DATASET}; use --dataset {PEER_DATASET} or --peer-runs 0.")
+    peer_env = parse_peer_env(args.peer_env)   # flags first, then what is on disk
     if args.peer_runs and not PEER_SCRIPT.is_file():
         raise UserError(f"peer runs need {PEER_SCRIPT}, which is absent (or use --peer-runs 0).")
-    peer_env = parse_peer_env(args.peer_env)
     target = _target(args)
     ratings = Path(args.data_dir) / PEER_DATASET / "ratings.csv" if args.data_dir else None
     if args.peer_runs and ratings is not None and not ratings.is_file():
