@@ -85,6 +85,8 @@ def time_to_target(args: argparse.Namespace) -> int:
         raise UserError(f"--peer-runs must be >= 0 and --peer-epochs >= 1, got {args.peer_runs} and {args.peer_epochs}.")
     if args.peer_runs and args.dataset != PEER_DATASET:
         raise UserError(f"the peer trains only {PEER_DATASET}; use --dataset {PEER_DATASET} or --peer-runs 0.")
+    if args.peer_env and not args.peer_runs:
+        raise UserError("--peer-env needs peer runs; drop it or give --peer-runs 1 or more.")
     peer_env = parse_peer_env(args.peer_env)   # flags first, then what is on disk
     if args.peer_runs and not PEER_SCRIPT.is_file():
         raise UserError(f"peer runs need {PEER_SCRIPT}, which is absent (or use --peer-runs 0).")

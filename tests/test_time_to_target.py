@@ -79,6 +79,7 @@ def test_olympic_means_drop_each_sides_fastest_and_slowest_run():
     (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
     (["--seeds", ","], "--seeds needs at least one seed"),
     (["--peer-env", "=1"], "--peer-env takes KEY=VALUE"),
+    (["--peer-runs", "0", "--peer-env", "A=1"], "--peer-env needs peer runs"),
 ])
 def test_bad_input_is_one_sentence_and_a_non_zero_exit(capsys, flags, message):
     assert main(["time-to-target", "--system", "cpu", *flags]) != 0
