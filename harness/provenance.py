@@ -104,6 +104,7 @@ def collect_provenance(tensorflow: bool = True,
         "git_commit": git_commit(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "numpy_version": package_version("numpy"),
+        "numba_version": package_version("numba"),  # compiles the epoch sampler (same draws as numpy)
         "mlperf_logging_version": package_version("mlperf-logging", "mlperf_logging"),
         "host_fingerprint": host["fingerprint"],
         "host": host,  # CPU model, cores, ISA flags of interest, memory, OS (no hostname)

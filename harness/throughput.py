@@ -29,7 +29,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -235,6 +235,12 @@ class Session:
 
         return epoch_examples(self.data, self.seed, epoch, self.plan.num_neg, shard=self.topology.task_index,
                               num_shards=self.topology.num_hosts, out=out)
+
+    def epoch_kernel(self) -> str:
+        """Which rendering of the epoch `epoch` runs ("compiled" or "numpy"; the same arrays)."""
+        from harness.data.sampling import epoch_kernel, positive_set
+
+        return epoch_kernel(positive_set(self.data))
 
     def train_dataset(self, arrays: tuple[np.ndarray, ...], steps: int, trainer: Any) -> Any:
         """`steps` batches of `arrays` for `trainer`, in the batch order it asks for, as a run feeds it."""
@@ -503,6 +509,7 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
 
 def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     """Every measurement of one invocation, as a JSON-friendly dict."""
+    from harness.data.read_floor import epoch_read_floor
     from reference import constants
 
     report: dict = {"system": plan.system, "dataset": plan.dataset, "batch_size": plan.batch_size,
@@ -521,6 +528,8 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     with Stopwatch() as watch:
         session.epoch(2, out=spare)
     report["negatives_and_shuffle"] = watch.timing               # every later epoch of a run
+    report["epoch_kernel"] = session.epoch_kernel()
+    report["negatives_read_floor"] = epoch_read_floor(data, plan.num_neg)   # what the reads alone take, now
     steps = args.steps
     trainer = session.trainer()
     ours = [measure_training(session, trainer, arrays, steps)]
@@ -561,6 +570,7 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
     overlap["extra_seconds"] = max(0.0, window.timing.seconds - window.steps * plan.batch_size / train_rate)
     report["epoch_seconds"] = {
         "negatives_and_shuffle_standalone": report["negatives_and_shuffle"].seconds,
+        "negatives_read_floor": report["negatives_read_floor"].seconds,
         "negatives_and_shuffle_cost_when_overlapped": overlap["extra_seconds"]
         if overlap["finished_during_training"] else None,
         "input": split["input_ms"] * steps / 1000,
@@ -572,6 +582,7 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
         "eval": report["eval"]["full_eval_s"],
     }
     report["ratios"] = {
+        "negatives_vs_read_floor": report["negatives_and_shuffle"].seconds / report["negatives_read_floor"].seconds,
         "training_reference_gflops": train_rate * 6 * macs / 1e9,
         "training_vs_matmul": train_rate * 6 * macs / 1e9 / gflops,
         "eval_reference_gflops": eval_rate * 2 * macs / 1e9,
@@ -595,7 +606,7 @@ def peer_ratios(ours: list[float], peer: list[float]) -> dict:
 # ----------------------------------------------------------------------------------- output
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, (Timing, TrainingRate)):
+    if is_dataclass(value) and not isinstance(value, type):   # Timing, TrainingRate, ReadFloor
         return asdict(value)
     if isinstance(value, np.generic):
         return value.item()
@@ -660,6 +671,11 @@ def _print_report(report: dict) -> None:
     neg = report["negatives_and_shuffle"]
     table.add_row("negatives + shuffle (standalone, into the last epoch's memory)", "",
                   f"{neg.seconds:.2f} s ({neg.own_cores:.2f} cores)")
+    floor = report["negatives_read_floor"]
+    bitmap = "" if floor.bitmap_read_ns is None else f" and {floor.bitmap_reads / 1e6:.0f}M bitmap reads at {floor.bitmap_read_ns:.1f} ns"
+    table.add_row(f"  {report['epoch_kernel']} kernel; its random reads alone", "",
+                  f"{floor.seconds:.2f} s ({report['ratios']['negatives_vs_read_floor']:.2f}x): "
+                  f"{floor.pair_reads / 1e6:.0f}M pair reads at {floor.pair_read_ns:.1f} ns{bitmap}")
     first = report["negatives_and_shuffle_first_epoch"]
     table.add_row("  first epoch (into fresh memory)", "", f"{first.seconds:.2f} s ({first.own_cores:.2f} cores)")
     cost = epoch["negatives_and_shuffle_cost_when_overlapped"]

@@ -55,4 +55,7 @@ def test_bench_flags_report_timings(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert csv["prepare_seconds"] >= 0 and csv["peak_rss_mib"] > 0
     assert sampling["epoch_examples"] == 5 * 8_700 and sampling["eval_seconds"] >= 0
     assert sampling["later_epoch_seconds"] >= 0 and sampling["later_epoch_cpu_seconds"] >= 0
+    assert sampling["epoch_kernel"] == "compiled" and sampling["read_floor_seconds"] > 0
+    assert len(sampling["numpy_kernel_seconds"]) == len(sampling["compiled_kernel_seconds"]) == 3
+    assert sampling["compiled_vs_numpy"] > 0 and sampling["compiled_vs_read_floor"] > 0
     assert main(["data", "--dataset", "ml-1m", "--bench-csv"]) == 2   # the CSV bench needs a synthetic set

@@ -257,3 +257,51 @@ def test_block_shards_interleave_into_the_global_steps_of_one_host():
             host, index = k % hosts, k // hosts
             rebuilt.append(parts[host][column][index * block:(index + 1) * block])
         np.testing.assert_array_equal(np.concatenate(rebuilt), whole[column])
+
+
+def _both_kernels(data: PreparedData, **kwargs) -> None:
+    compiled = sampling.epoch_examples(data, kernel="compiled", **kwargs)
+    plain = sampling.epoch_examples(data, kernel="numpy", **kwargs)
+    for a, b in zip(compiled, plain):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("num_shards, block, num_neg", [
+    (1, None, NUM_NEG), (3, None, NUM_NEG), (2, 500, NUM_NEG), (4, 20_000, NUM_NEG), (1, None, 1), (2, None, 9),
+])
+def test_the_compiled_epoch_kernel_renders_the_numpy_epoch(small: PreparedData, num_shards: int,
+                                                           block: int | None, num_neg: int) -> None:
+    """Same arrays on shards that start mid-row, blocks, several chunks and other negative counts.
+
+    synthetic-small's epoch of 5 * 39,000 positions is not a * b, so cycle walking happens too.
+    """
+    permutation = sampling.EpochPermutation(small.num_train * (1 + NUM_NEG), np.uint64(0))
+    assert permutation.a * permutation.b > permutation.size
+    for shard in range(num_shards):
+        _both_kernels(small, seed=7, epoch=3, num_neg=num_neg, shard=shard, num_shards=num_shards, block=block)
+
+
+def test_the_compiled_epoch_kernel_rejects_as_numpy_does() -> None:
+    """Users holding 40 and 49 of 50 items: most first draws are positives and are redrawn."""
+    users = np.repeat([0, 1, 2], [41, 50, 3])
+    items = np.concatenate([np.arange(41), np.arange(50), [7, 8, 9]])
+    data = from_ratings("crowded", users, items, np.arange(users.size))
+    for epoch in range(3):
+        _both_kernels(data, seed=4, epoch=epoch)
+    users_, items_, labels = sampling.epoch_examples(data, seed=4, epoch=1, kernel="compiled")
+    negative = labels == 0
+    assert not _is_positive(data, users_[negative], items_[negative]).any()
+
+
+def test_the_epoch_kernel_is_chosen_and_checked(small: PreparedData) -> None:
+    bitmap = sampling.PositiveSet(small)
+    keys = sampling.PositiveSet(small, bitmap_max_bytes=0)
+    assert sampling.epoch_kernel(bitmap) == "compiled" and sampling.epoch_kernel(keys) == "numpy"
+    assert sampling.epoch_kernel(bitmap, "numpy") == "numpy"
+    with pytest.raises(ValueError, match="needs numba and a positives bitmap"):
+        sampling.epoch_kernel(keys, "compiled")
+    with pytest.raises(ValueError, match="must be one of compiled, numpy"):
+        sampling.epoch_kernel(bitmap, "fast")
+    np.testing.assert_array_equal(sampling.epoch_examples(small, 2, 1, positives=keys)[1],
+                                  sampling.epoch_examples(small, 2, 1, positives=bitmap)[1])

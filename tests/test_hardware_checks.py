@@ -129,7 +129,7 @@ def test_host_info_and_fingerprint_need_no_tensorflow():
 def test_provenance_has_the_keys():
     prov = collect_provenance()
     for key in ("harness_version", "git_commit", "tensorflow_version", "tensorflow_build",
-                "numpy_version", "python", "host_fingerprint", "host", "threads", "accelerators",
+                "numpy_version", "numba_version", "python", "host_fingerprint", "host", "threads", "accelerators",
                 "mlperf_logging_version"):
         assert key in prov, key
     for key in ("cpu_model", "physical_cores", "logical_cpus", "memory_bytes", "cpu_isa", "os"):

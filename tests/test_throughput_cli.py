@@ -118,6 +118,8 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
                 "training", "eval"):
         assert epoch[key] is not None and epoch[key] >= 0, key
     assert 0 < report["ratios"]["training_vs_matmul"] and 0 < report["ratios"]["eval_vs_matmul"]
+    assert report["epoch_kernel"] == "compiled" and report["negatives_read_floor"]["seconds"] > 0
+    assert report["ratios"]["negatives_vs_read_floor"] > 0
     assert 0.0 <= report["eval"]["hit_rate"] <= 1.0
     ops = report["op_profile"]
     assert ops["available"], ops.get("reason")

@@ -155,12 +155,51 @@ def bench_sampling(data: PreparedData, seed: int) -> dict[str, Any]:
     first, epoch_wall, epoch_cpu = _timed(lambda: sampling.epoch_examples(data, seed, 1))
     _, again_wall, again_cpu = _timed(lambda: sampling.epoch_examples(data, seed, 2, out=first))
     _, eval_wall, eval_cpu = _timed(lambda: sampling.eval_negatives(data, seed))
-    return {"workers": sampling.DEFAULT_WORKERS, "tables_seconds": round(tables_wall, 2),
+    kernels = compare_kernels(data, seed, first)
+    return {"workers": sampling.DEFAULT_WORKERS, "epoch_kernel": sampling.epoch_kernel(sampling.positive_set(data)),
+            "tables_seconds": round(tables_wall, 2),
             "tables_cpu_seconds": round(tables_cpu, 2), "epoch_examples": int(first[0].size),
             "epoch_seconds": round(epoch_wall, 2), "epoch_cpu_seconds": round(epoch_cpu, 2),
             "later_epoch_seconds": round(again_wall, 2), "later_epoch_cpu_seconds": round(again_cpu, 2),
             "eval_negatives": data.num_users, "eval_seconds": round(eval_wall, 2),
-            "eval_cpu_seconds": round(eval_cpu, 2), "peak_rss_mib": round(peak_rss_bytes() / (1 << 20), 1)}
+            "eval_cpu_seconds": round(eval_cpu, 2), **kernels,
+            "peak_rss_mib": round(peak_rss_bytes() / (1 << 20), 1)}
+
+
+def compare_kernels(data: PreparedData, seed: int, out: sampling.EpochArrays, rounds: int = 3) -> dict[str, Any]:
+    """The numpy and the compiled epoch kernel on the same epochs, alternated, and the read floor.
+
+    Round r renders epoch 3 + r with each kernel in turn (which goes first alternates), into
+    recycled memory as a run does, and checks the two renderings are equal. The ratio is
+    median numpy seconds / median compiled seconds; the floor (harness.data.read_floor) is what
+    an epoch's random reads alone take in this minute.
+    """
+    from harness.data.read_floor import epoch_read_floor
+
+    floor = epoch_read_floor(data)
+    report: dict[str, Any] = {"read_floor_seconds": round(floor.seconds, 4),
+                              "read_floor_ns_per_read": [round(floor.pair_read_ns, 1),
+                                                         None if floor.bitmap_read_ns is None
+                                                         else round(floor.bitmap_read_ns, 1)]}
+    if sampling.epoch_kernel(sampling.positive_set(data)) != "compiled":
+        return report
+    spare = tuple(array.copy() for array in out)   # memory already written, as an earlier epoch's
+    seconds: dict[str, list[float]] = {"numpy": [], "compiled": []}
+    for r in range(rounds):
+        order = ("numpy", "compiled") if r % 2 == 0 else ("compiled", "numpy")
+        rendered = {}
+        for kernel, arrays in zip(order, (out, spare)):
+            rendered[kernel], wall, _ = _timed(lambda: sampling.epoch_examples(data, seed, 3 + r, out=arrays,
+                                                                              kernel=kernel))
+            seconds[kernel].append(wall)
+        if not all(np.array_equal(a, b) for a, b in zip(rendered["numpy"], rendered["compiled"])):
+            raise RuntimeError(f"the compiled epoch kernel differs from numpy's on epoch {3 + r}")
+    numpy_s, compiled_s = (float(np.median(seconds[k])) for k in ("numpy", "compiled"))
+    report.update({"numpy_kernel_seconds": [round(x, 2) for x in seconds["numpy"]],
+                   "compiled_kernel_seconds": [round(x, 2) for x in seconds["compiled"]],
+                   "compiled_vs_numpy": round(numpy_s / compiled_s, 2),
+                   "compiled_vs_read_floor": round(compiled_s / floor.seconds, 2)})
+    return report
 
 
 def _print_text(report: dict[str, Any], indent: str = "") -> None:
