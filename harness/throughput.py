@@ -523,7 +523,7 @@ def measure(plan: Any, profile: Any, args: argparse.Namespace) -> dict:
     report["matmul_gflops"] = matmul_gflops()   # the session built the sampling tables
     with Stopwatch() as watch:
         arrays = session.epoch(1)
-    report["negatives_and_shuffle_first_epoch"] = watch.timing   # into fresh memory, as a run's first epoch
+    report["negatives_and_shuffle_first_epoch"] = watch.timing   # into fresh memory (runs now pre-fault theirs)
     spare = tuple(a.copy() for a in arrays)                      # memory an earlier epoch has written
     with Stopwatch() as watch:
         session.epoch(2, out=spare)
@@ -677,7 +677,8 @@ def _print_report(report: dict) -> None:
                   f"{floor.seconds:.2f} s ({report['ratios']['negatives_vs_read_floor']:.2f}x): "
                   f"{floor.pair_reads / 1e6:.0f}M pair reads at {floor.pair_read_ns:.1f} ns{bitmap}")
     first = report["negatives_and_shuffle_first_epoch"]
-    table.add_row("  first epoch (into fresh memory)", "", f"{first.seconds:.2f} s ({first.own_cores:.2f} cores)")
+    table.add_row("  into fresh memory (a run allocates its first epoch's during init)", "",
+                  f"{first.seconds:.2f} s ({first.own_cores:.2f} cores)")
     cost = epoch["negatives_and_shuffle_cost_when_overlapped"]
     table.add_row("  cost to training when overlapped with it", "", "-" if cost is None else f"{cost:.2f} s")
     table.add_row("input (tf.data slicing, alone)", f"{split['input_ms']:.1f} ms", f"{epoch['input']:.1f} s")

@@ -305,3 +305,19 @@ def test_the_epoch_kernel_is_chosen_and_checked(small: PreparedData) -> None:
         sampling.epoch_kernel(bitmap, "fast")
     np.testing.assert_array_equal(sampling.epoch_examples(small, 2, 1, positives=keys)[1],
                                   sampling.epoch_examples(small, 2, 1, positives=bitmap)[1])
+
+
+@pytest.mark.parametrize("num_shards, block", [(1, None), (3, None), (2, 500)])
+def test_epoch_length_and_written_arrays_fit_every_shard(small: PreparedData, num_shards: int,
+                                                         block: int | None) -> None:
+    """A run's first epoch goes into arrays allocated during init; they must fit and come out the same."""
+    for shard in range(num_shards):
+        fresh = sampling.epoch_examples(small, 3, 1, shard=shard, num_shards=num_shards, block=block)
+        length = sampling.epoch_length(small, NUM_NEG, shard, num_shards, block)
+        assert length == fresh[0].size
+        memory = sampling.written_epoch_arrays(length)
+        assert all(not a.any() for a in memory)
+        got = sampling.epoch_examples(small, 3, 1, shard=shard, num_shards=num_shards, block=block, out=memory)
+        assert all(a is b for a, b in zip(got, memory))
+        for a, b in zip(got, fresh):
+            np.testing.assert_array_equal(a, b)
