@@ -272,8 +272,11 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     (the difference is input wait); and, for the fused path, the step without its update
     (forward + backward) vs with it (the difference is the optimizer).
 
-    The variants run interleaved in `rounds` rounds and report medians, so a change in machine
-    load or clock speed during the measurement affects them alike.
+    The variants run interleaved in `rounds` rounds, in reversed order every other round, and
+    report medians, so a change in machine load or clock speed during the measurement affects
+    them alike. The two differences are paired: the median over rounds of each round's
+    difference (kept per round in `*_rounds_ms`), not a difference of two medians, since a
+    round's two numbers share that round's machine speed.
     """
     import tensorflow as tf
 
@@ -304,17 +307,23 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     times: dict[str, list[float]] = {name: [] for name in variants}
     foreign = []
     for r in range(rounds):
-        for name, run in variants.items():
+        for name, run in (list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]):
             with Stopwatch() as watch:
                 run(r)
             times[name].append(1000 * watch.timing.seconds / chunk)
             foreign.append(watch.timing.foreign_cores or 0.0)
     out.update({name: float(np.median(values)) for name, values in times.items()})
     out["foreign_cores"] = float(np.mean(foreign))
-    out["input_wait_ms"] = max(0.0, out["pipeline_step_ms"] - out["step_in_memory_ms"])
+
+    def paired(name: str, minuend: str, subtrahend: str) -> None:
+        rounds_ms = [a - b for a, b in zip(times[minuend], times[subtrahend])]
+        out[name + "_rounds_ms"] = rounds_ms
+        out[name + "_ms"] = max(0.0, float(np.median(rounds_ms)))
+
+    paired("input_wait", "pipeline_step_ms", "step_in_memory_ms")
     out["input_wait_share"] = out["input_wait_ms"] / out["pipeline_step_ms"]
     if trainer.fused:
-        out["optimizer_ms"] = max(0.0, out["eager_step_ms"] - out["forward_backward_ms"])
+        paired("optimizer", "eager_step_ms", "forward_backward_ms")
     return out
 
 
@@ -672,10 +681,10 @@ def _print_report(report: dict) -> None:
     table.add_row("negatives + shuffle (standalone, into the last epoch's memory)", "",
                   f"{neg.seconds:.2f} s ({neg.own_cores:.2f} cores)")
     floor = report["negatives_read_floor"]
-    bitmap = "" if floor.bitmap_read_ns is None else f" and {floor.bitmap_reads / 1e6:.0f}M bitmap reads at {floor.bitmap_read_ns:.1f} ns"
+    bitmap = "" if floor.bitmap_read_ns is None else f" and {floor.bitmap_reads:,} bitmap reads at {floor.bitmap_read_ns:.1f} ns"
     table.add_row(f"  {report['epoch_kernel']} kernel; its random reads alone", "",
                   f"{floor.seconds:.2f} s ({report['ratios']['negatives_vs_read_floor']:.2f}x): "
-                  f"{floor.pair_reads / 1e6:.0f}M pair reads at {floor.pair_read_ns:.1f} ns{bitmap}")
+                  f"{floor.pair_reads:,} pair reads at {floor.pair_read_ns:.1f} ns{bitmap}")
     first = report["negatives_and_shuffle_first_epoch"]
     table.add_row("  into fresh memory (a run allocates its first epoch's during init)", "",
                   f"{first.seconds:.2f} s ({first.own_cores:.2f} cores)")
@@ -686,7 +695,8 @@ def _print_report(report: dict) -> None:
         if epoch.get(key) is not None:
             table.add_row(label, f"{split[key + '_ms']:.0f} ms", f"{epoch[key]:.1f} s")
     table.add_row("input wait (pipeline vs in-memory batches)",
-                  f"{split['input_wait_ms']:.1f} ms ({100 * split['input_wait_share']:.1f}%)", f"{epoch['input_wait']:.1f} s")
+                  f"{split['input_wait_ms']:.1f} ms ({100 * split['input_wait_share']:.1f}%; rounds "
+                  + ", ".join(f"{ms:.0f}" for ms in split["input_wait_rounds_ms"]) + ")", f"{epoch['input_wait']:.1f} s")
     table.add_row("training step (through the pipeline)", f"{split['pipeline_step_ms']:.0f} ms", f"{epoch['training']:.0f} s")
     table.add_row("lazy-Adam catch-up before eval", "", f"{epoch['eval_catch_up']:.2f} s")
     table.add_row("eval, all users", "", f"{epoch['eval']:.1f} s")

@@ -111,6 +111,8 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
     assert report["training"][0]["timing"]["page_faults"] >= 0
     assert report["runtime_environment"] == {"TF_CPU_ALLOCATOR_USE_BFC": os.environ["TF_CPU_ALLOCATOR_USE_BFC"]}
     split = report["split"]
+    assert len(split["input_wait_rounds_ms"]) == len(split["optimizer_rounds_ms"]) == 3
+    assert split["input_wait_ms"] == max(0.0, sorted(split["input_wait_rounds_ms"])[1])   # the paired median
     for key in ("input_ms", "forward_backward_ms", "optimizer_ms", "input_wait_ms", "pipeline_step_ms"):
         assert split[key] is not None and split[key] >= 0, key
     epoch = report["epoch_seconds"]
