@@ -5,8 +5,9 @@ positive's (user, item) pair from a 160 MB table, the bitmap byte that says whet
 negative is a positive, 463 MB) and a few dozen integer operations. numpy does those operations
 as whole-array passes over 65,536-element chunks, about thirty of them; here they run in loops
 compiled by numba, with every random read in a loop of its own that does nothing else (a pure
-gather), where the CPU keeps many cache misses in flight. Per position that is 1.5-1.9x faster
-on this 2-core machine (`data --bench-sampling` times both in one invocation). An earlier
+gather), where the CPU keeps many cache misses in flight. On this 2-core machine that is
+1.4-1.5x faster than numpy with both cores (1.8x on one); `data --bench-sampling` times both in
+one invocation. An earlier
 attempt that fused each position's reads and arithmetic into one loop body was slower than
 numpy: the reads then wait on each other and on mispredicted branches (README, "Tried").
 
@@ -70,7 +71,7 @@ def _rounds(left, right, moduli, tables):
 def gather(source, index, out, count):
     """out[:count] = source[index[:count]]: a loop with nothing but the random reads.
 
-    Faster than np.take on the same indices here (about 13-19 ns against 25-36 ns per read of the
+    Faster than np.take on the same indices here (about 13-19 ns against 26-36 ns per read of the
     160 MB table, one thread), which is why the kernel's reads are made by it.
     """
     for i in range(count):
