@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.data.sampling import ATTEMPT_STEP, GOLDEN, splitmix64
+
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a declared dependency; this keeps numpy usable without it
@@ -32,11 +34,6 @@ except ImportError:  # pragma: no cover - numba is a declared dependency; this k
 
 AVAILABLE = numba is not None
 CHUNK = 1 << 14   # positions per pass: the passes' buffers (about 0.5 MB) stay in L2
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_ATTEMPT_STEP = np.uint64(0xD1B54A32D192ED03)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def _njit(**options):
@@ -46,14 +43,8 @@ def _njit(**options):
     return wrap
 
 
-@_njit(inline="always")
-def _mix(x):
-    x ^= x >> np.uint64(30)
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x
+# The same splitmix64 finaliser and stream constants as the numpy sampler's, compiled for scalars.
+_mix = _njit(inline="always")(splitmix64)
 
 
 @_njit(inline="always")
@@ -121,7 +112,7 @@ def fill(lo, hi, offset, size, b, moduli, tables, total, packed, key, bitmap, ro
         gather(packed, index, pairs, count)
         # 3. First draw for every position (a positive's is unused) and its bitmap byte.
         for i in range(count):
-            h = _mix(np.uint64(examples[i]) * _GOLDEN + key)
+            h = _mix(np.uint64(examples[i]) * GOLDEN + key)
             item = np.int64(((h >> np.uint64(32)) * n) >> np.uint64(32))
             drawn[i] = item
             index[i] = (pairs[i] & 0xFFFFFFFF) * row_bytes + (item >> 3)
@@ -138,11 +129,11 @@ def fill(lo, hi, offset, size, b, moduli, tables, total, packed, key, bitmap, ro
         for i in range(count):
             item = drawn[i]
             if examples[i] >= total and (bytes_[i] >> (item & 7)) & 1:
-                base = np.uint64(examples[i]) * _GOLDEN + key
+                base = np.uint64(examples[i]) * GOLDEN + key
                 user_row = (pairs[i] & 0xFFFFFFFF) * row_bytes
                 attempt = np.uint64(1)
                 while True:
-                    h = _mix(base + attempt * _ATTEMPT_STEP)
+                    h = _mix(base + attempt * ATTEMPT_STEP)
                     item = np.int64(((h >> np.uint64(32)) * n) >> np.uint64(32))
                     if not (bitmap[user_row + (item >> 3)] >> (item & 7)) & 1:
                         break

@@ -47,16 +47,19 @@ T = TypeVar("T")
 BITMAP_MAX_BYTES = 1 << 30
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # threads per call; the result never depends on it
 _CHUNK = 1 << 16                       # elements per vectorised step: keeps temporaries in cache
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_ATTEMPT_STEP = np.uint64(0xD1B54A32D192ED03)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+ATTEMPT_STEP = np.uint64(0xD1B54A32D192ED03)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _EVAL, _TRAIN, _SHUFFLE, _ROUND = 0xE7A1, 0x7AA1, 0x5F1E, 0x4D1D  # purpose tags of the random streams
 _FEISTEL_ROUNDS = 4
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (in place): a fast, well-distributed bijection."""
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (in place): a fast, well-distributed bijection.
+
+    harness.data.epoch_kernel compiles this same function for scalars.
+    """
     x ^= x >> np.uint64(30)
     x *= _MIX1
     x ^= x >> np.uint64(27)
@@ -69,13 +72,13 @@ def stream_key(seed: int, purpose: int, epoch: int = 0) -> np.uint64:
     """The 64-bit key of one random stream, e.g. (seed, training negatives, epoch 3)."""
     state = np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
     for part in (purpose, epoch):
-        state = _mix(state * _GOLDEN + np.uint64(part & 0xFFFFFFFFFFFFFFFF))
+        state = splitmix64(state * GOLDEN + np.uint64(part & 0xFFFFFFFFFFFFFFFF))
     return state[0]
 
 
 def _uniform(base: np.ndarray, attempt: int, n: int) -> np.ndarray:
     """int32 in [0, n) (n < 2**31) from the hash of (base, attempt); base = counter * golden + key."""
-    h = _mix(base + np.uint64((attempt * int(_ATTEMPT_STEP)) & 0xFFFFFFFFFFFFFFFF))
+    h = splitmix64(base + np.uint64((attempt * int(ATTEMPT_STEP)) & 0xFFFFFFFFFFFFFFFF))
     h >>= np.uint64(32)
     h *= np.uint64(n)
     h >>= np.uint64(32)
@@ -172,7 +175,7 @@ def build_tables(data: PreparedData) -> None:
 
 def _negatives(users: np.ndarray, counters: np.ndarray, key: np.uint64, positives: PositiveSet) -> np.ndarray:
     """int32 negative per (user, counter): uniform over the user's non-positives, by rejection."""
-    base = counters.astype(np.uint64) * _GOLDEN + key
+    base = counters.astype(np.uint64) * GOLDEN + key
     items = _uniform(base, 0, positives.num_items)
     redo = np.flatnonzero(positives.contains(users, items))
     attempt = 1
@@ -260,7 +263,7 @@ class EpochPermutation:
         self.rounds: list[tuple[np.int32, np.ndarray]] = []
         for r in range(rounds):
             m, n = (self.a, self.b) if r % 2 == 0 else (self.b, self.a)
-            table = _uniform(np.arange(n, dtype=np.uint64) * _GOLDEN + stream_key(int(key), _ROUND, r), 0, m)
+            table = _uniform(np.arange(n, dtype=np.uint64) * GOLDEN + stream_key(int(key), _ROUND, r), 0, m)
             self.rounds.append((np.int32(m), (table - m).astype(np.int32)))
 
     def stacked(self) -> tuple[np.ndarray, np.ndarray]:
