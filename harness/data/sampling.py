@@ -25,7 +25,7 @@ makes a run reproducible from its seed alone.
   and round), with cycle walking for the few values >= M. Position s of the epoch holds example perm(s), so the
   examples at positions [lo, hi) are computed without touching the rest: that is a shard.
 - Two renderings of an epoch, with identical arrays: the numpy passes below, and a numba-compiled
-  kernel (harness.data.epoch_kernel, 1.5x faster here) used wherever numba and the bitmap are.
+  kernel (harness.data.epoch_kernel, about 1.4x faster here) used wherever numba and the bitmap are.
 """
 from __future__ import annotations
 
@@ -355,7 +355,7 @@ def written_epoch_arrays(length: int) -> EpochArrays:
     """Arrays for `epoch_examples(..., out=)` whose pages are already faulted in and zeroed.
 
     Why: the first epoch of a run otherwise writes 1.2 GB (ml-20m) into fresh memory, and the
-    kernel's page faults and zeroing added 1.5-3 s to it here. A run allocates these during init,
+    operating system's page faults and zeroing added 0.1-1.6 s to it here. A run allocates these during init,
     as it allocates its model, so that its first timed epoch costs what every later one does.
     """
     arrays = (np.empty(length, dtype=np.int32), np.empty(length, dtype=np.int32), np.empty(length, dtype=np.float32))
