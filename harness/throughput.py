@@ -306,8 +306,9 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     float(trainer.train_steps(memory, tf.constant(per_call)))
     times: dict[str, list[float]] = {name: [] for name in variants}
     foreign = []
+    order = list(variants.items())
     for r in range(rounds):
-        for name, run in (list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]):
+        for name, run in (order if r % 2 == 0 else order[::-1]):
             with Stopwatch() as watch:
                 run(r)
             times[name].append(1000 * watch.timing.seconds / chunk)

@@ -7,9 +7,9 @@ as whole-array passes over 65,536-element chunks, about thirty of them; here the
 compiled by numba, with every random read in a loop of its own that does nothing else (a pure
 gather), where the CPU keeps many cache misses in flight. On this 2-core machine that is
 1.4-1.5x faster than numpy with both cores (1.8x on one); `data --bench-sampling` times both in
-one invocation. An earlier
-attempt that fused each position's reads and arithmetic into one loop body was slower than
-numpy: the reads then wait on each other and on mispredicted branches (README, "Tried").
+one invocation. Earlier attempts that mixed each position's reads and arithmetic in one loop
+body were no faster than numpy: the reads then wait on each other and on mispredicted branches
+(README, "Tried").
 
 Exactness: the same stateless hash, Feistel rounds, cycle walking and rejection as
 harness.data.sampling, in uint64 / int64 arithmetic with the same wrap-around; the tests compare

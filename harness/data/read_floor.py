@@ -3,8 +3,8 @@
 Why: generating an epoch (harness.data.sampling) is bound by random memory reads, not by
 arithmetic. Every example reads its training positive's (user, item) pair, 8 bytes at a random
 index of a table of 8 bytes per positive (160 MB at ml-20m), and every negative reads a byte of
-the users x items bitmap (463 MB) at a random index. Those reads are most of the compiled
-kernel's time (harness.data.epoch_kernel), and the epoch's time moves with the machine's memory
+the users x items bitmap (463 MB) at a random index. Those reads are about half of the compiled
+kernel's time (harness.data.epoch_kernel, 41-48% here), and the epoch's time moves with the machine's memory
 latency from one minute to the next. So `throughput` and `data --bench-sampling` time these two
 kinds of read on the real tables, in as many threads as the sampler uses, and report the
 epoch's time as a multiple of what the reads alone take: as training is reported against the

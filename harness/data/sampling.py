@@ -355,8 +355,9 @@ def written_epoch_arrays(length: int) -> EpochArrays:
     """Arrays for `epoch_examples(..., out=)` whose pages are already faulted in and zeroed.
 
     Why: the first epoch of a run otherwise writes 1.2 GB (ml-20m) into fresh memory, and the
-    operating system's page faults and zeroing added 0.1-1.6 s to it here. A run allocates these during init,
-    as it allocates its model, so that its first timed epoch costs what every later one does.
+    operating system's page faults and zeroing added 0.1-1.6 s to it here. A run allocates these
+    during init, as it allocates its model, so that its first timed epoch costs what every later
+    one does.
     """
     arrays = (np.empty(length, dtype=np.int32), np.empty(length, dtype=np.int32), np.empty(length, dtype=np.float32))
     for array in arrays:
