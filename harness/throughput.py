@@ -269,8 +269,9 @@ def measure_training(session: Session, trainer: Any, arrays: tuple, steps: int) 
 
 def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rounds: int = 3) -> dict:
     """Per-step ms of: input alone; a step fed by the pipeline vs by batches already in memory
-    (the difference is input wait); and, for the fused path, the step without its update
-    (forward + backward) vs with it (the difference is the optimizer).
+    (the difference is input cost); the time a traced stretch of pipeline-fed steps sat blocked
+    in the iterator (input wait, see harness.input_stall); and, for the fused path, the step
+    without its update (forward + backward) vs with it (the difference is the optimizer).
 
     The variants run interleaved in `rounds` rounds, in reversed order every other round, and
     report medians, so a change in machine load or clock speed during the measurement affects
@@ -280,19 +281,20 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
     """
     import tensorflow as tf
 
+    from harness.input_stall import trace_input_stall
+
     plan = session.plan
     batch = plan.batch_size // session.topology.num_replicas
     per_call = plan.steps_per_call
     chunk = max(per_call, steps // rounds)
     total = chunk * rounds
-    pipeline = iter(session.train_dataset(arrays, total + per_call, trainer))
+    pipeline = iter(session.train_dataset(arrays, total + per_call + chunk, trainer))
     source = iter(session.train_dataset(arrays, total, trainer))
     with Stopwatch() as watch:
         batches = [next(source) for _ in range(total)]
         wait_for(batches[-1])
     out: dict = {"input_ms": 1000 * watch.timing.seconds / total}
-    columns = [tf.stack(column) for column in zip(*batches)]
-    memory = iter(tf.data.Dataset.from_tensor_slices(tuple(columns)).repeat())
+    memory = iter(_in_memory(session.strategy, batches))
     variants: dict[str, Callable[[int], None]] = {
         "pipeline_step_ms": lambda r: _calls(trainer, pipeline, chunk, per_call),
         "step_in_memory_ms": lambda r: _calls(trainer, memory, chunk, per_call),
@@ -321,11 +323,33 @@ def measure_split(session: Session, trainer: Any, arrays: tuple, steps: int, rou
         out[name + "_rounds_ms"] = rounds_ms
         out[name + "_ms"] = max(0.0, float(np.median(rounds_ms)))
 
-    paired("input_wait", "pipeline_step_ms", "step_in_memory_ms")
-    out["input_wait_share"] = out["input_wait_ms"] / out["pipeline_step_ms"]
+    paired("input_cost", "pipeline_step_ms", "step_in_memory_ms")
+    out["input_cost_share"] = out["input_cost_ms"] / out["pipeline_step_ms"]
+    stall = trace_input_stall(lambda: _calls(trainer, pipeline, chunk, per_call))
+    out["input_wait_traced_step_ms"] = stall.wall_ms / chunk
+    out["input_wait_ms"] = stall.wait_ms / chunk
+    out["input_wait_share"] = stall.share
+    out["input_wait_get_next_calls"] = stall.batches
     if trainer.fused:
         paired("optimizer", "eager_step_ms", "forward_backward_ms")
     return out
+
+
+def _in_memory(strategy: Any, batches: list) -> Any:
+    """The same batches, already in memory, fed to the replicas the way the pipeline feeds them.
+
+    A distributed dataset made by a function hands its consecutive elements to the replicas in
+    turn, so each replica's part of every step is laid out step by step, replica by replica; on
+    one replica (the default strategy) a step's batch is its only part.
+    """
+    import tensorflow as tf
+
+    parts = [replica for batch in batches
+             for replica in zip(*(strategy.experimental_local_results(column) for column in batch))]
+    with tf.device("CPU:0"):
+        columns = tuple(tf.stack(column) for column in zip(*parts))
+    return strategy.distribute_datasets_from_function(
+        lambda ctx: tf.data.Dataset.from_tensor_slices(columns).repeat())
 
 
 def measure_ops(session: Session, trainer: Any, arrays: tuple) -> dict:
@@ -587,6 +611,7 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
         "forward_backward": split["forward_backward_ms"] * steps / 1000 if "forward_backward_ms" in split else None,
         "optimizer": split["optimizer_ms"] * steps / 1000 if "optimizer_ms" in split else None,
         "input_wait": wait_ms * steps / 1000,
+        "input_cost": split["input_cost_ms"] * steps / 1000,
         "training": examples / train_rate,
         "eval_catch_up": report["eval"]["catch_up_s"],
         "eval": report["eval"]["full_eval_s"],
@@ -695,9 +720,11 @@ def _print_report(report: dict) -> None:
     for key, label in (("forward_backward", "forward + backward"), ("optimizer", "optimizer (incl. lazy replay)")):
         if epoch.get(key) is not None:
             table.add_row(label, f"{split[key + '_ms']:.0f} ms", f"{epoch[key]:.1f} s")
-    table.add_row("input wait (pipeline vs in-memory batches)",
-                  f"{split['input_wait_ms']:.1f} ms ({100 * split['input_wait_share']:.1f}%; rounds "
-                  + ", ".join(f"{ms:.0f}" for ms in split["input_wait_rounds_ms"]) + ")", f"{epoch['input_wait']:.1f} s")
+    table.add_row(f"input wait (blocked in the iterator; traced, {split['input_wait_traced_step_ms']:.0f} ms/step)",
+                  f"{split['input_wait_ms']:.2f} ms ({100 * split['input_wait_share']:.2f}%)", f"{epoch['input_wait']:.1f} s")
+    table.add_row("input cost (pipeline vs in-memory batches, paired)",
+                  f"{split['input_cost_ms']:.1f} ms ({100 * split['input_cost_share']:.1f}%; rounds "
+                  + ", ".join(f"{ms:.0f}" for ms in split["input_cost_rounds_ms"]) + ")", f"{epoch['input_cost']:.1f} s")
     table.add_row("training step (through the pipeline)", f"{split['pipeline_step_ms']:.0f} ms", f"{epoch['training']:.0f} s")
     table.add_row("lazy-Adam catch-up before eval", "", f"{epoch['eval_catch_up']:.2f} s")
     table.add_row("eval, all users", "", f"{epoch['eval']:.1f} s")

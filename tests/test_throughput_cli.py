@@ -90,17 +90,28 @@ def test_fast_path_rules():
 
 
 @pytest.mark.slow
-def tiny_throughput(tmp_path, steps: int, flag: str, timeout: int) -> dict:
+def tiny_throughput(tmp_path, steps: int, flag: str, timeout: int, system: str = "cpu") -> dict:
     """The JSON report of a real `throughput` on synthetic-small, in a fresh interpreter (thread
     settings must precede TensorFlow's start)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
            "NCF_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", "cpu", "--dataset",
+        [sys.executable, str(REPO / "run_benchmark.py"), "throughput", "--system", system, "--dataset",
          "synthetic-small", "--steps", str(steps), "--eval-sample", "100", "--seed", "1", flag, "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
+
+
+def test_two_replicas_get_their_in_memory_batches_and_a_traced_wait(tmp_path):
+    """A mirrored profile's split: every replica's part of a step fed from memory as the pipeline
+    feeds it, and one GetNext per replica per traced step."""
+    report = tiny_throughput(tmp_path, 4, "--check-eval", timeout=300, system="cpu-mirrored-x2")
+    split = report["split"]
+    assert report["trainer"]["path"] == "distributed"
+    assert report["eval"]["reference_check"]["identical_hr"]
+    assert split["step_in_memory_ms"] > 0 and len(split["input_cost_rounds_ms"]) == 3
+    assert split["input_wait_get_next_calls"] >= 1 and 0 <= split["input_wait_share"] <= 1
 
 
 def test_tiny_real_measurement_reports_every_figure(tmp_path):
@@ -111,13 +122,18 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
     assert report["training"][0]["timing"]["page_faults"] >= 0
     assert report["runtime_environment"] == {"TF_CPU_ALLOCATOR_USE_BFC": os.environ["TF_CPU_ALLOCATOR_USE_BFC"]}
     split = report["split"]
-    assert len(split["input_wait_rounds_ms"]) == len(split["optimizer_rounds_ms"]) == 3
-    assert split["input_wait_ms"] == max(0.0, sorted(split["input_wait_rounds_ms"])[1])   # the paired median
-    for key in ("input_ms", "forward_backward_ms", "optimizer_ms", "input_wait_ms", "pipeline_step_ms"):
+    assert len(split["input_cost_rounds_ms"]) == len(split["optimizer_rounds_ms"]) == 3
+    assert split["input_cost_ms"] == max(0.0, sorted(split["input_cost_rounds_ms"])[1])   # the paired median
+    for key in ("input_ms", "forward_backward_ms", "optimizer_ms", "input_wait_ms", "input_cost_ms",
+                "pipeline_step_ms", "input_wait_traced_step_ms"):
         assert split[key] is not None and split[key] >= 0, key
+    # The traced stretch: one GetNext per step, and the wait is part of the traced time.
+    assert split["input_wait_get_next_calls"] >= 1
+    assert 0 <= split["input_wait_share"] <= 1
+    assert split["input_wait_ms"] <= split["input_wait_traced_step_ms"]
     epoch = report["epoch_seconds"]
     for key in ("negatives_and_shuffle_standalone", "input", "forward_backward", "optimizer", "input_wait",
-                "training", "eval"):
+                "input_cost", "training", "eval"):
         assert epoch[key] is not None and epoch[key] >= 0, key
     assert 0 < report["ratios"]["training_vs_matmul"] and 0 < report["ratios"]["eval_vs_matmul"]
     assert report["epoch_kernel"] == "compiled" and report["negatives_read_floor"]["seconds"] > 0
