@@ -15,12 +15,10 @@ cores. That cost is in the paired step-time difference `throughput` also reports
 """
 from __future__ import annotations
 
-import glob
-import os
-import tempfile
-import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
+
+from harness.profiler_trace import trace
 
 # The kernels that hand the consumer its next element: a plain or distributed dataset iterator's
 # GetNext (also as an optional), and a multi-device iterator's per-device shard. Their events sit
@@ -44,13 +42,8 @@ class InputStall:
         return self.wait_ms / self.wall_ms if self.wall_ms > 0 else 0.0
 
 
-def get_next_events(xplane_path: str) -> tuple[float, int]:
-    """(total milliseconds, count) of the GetNext kernel events in one profiler XSpace file."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    space = xplane_pb2.XSpace()
-    with open(xplane_path, "rb") as f:
-        space.ParseFromString(f.read())
+def get_next_events(space: Any) -> tuple[float, int]:
+    """(total milliseconds, count) of the GetNext kernel events in one profiler XSpace."""
     total_ms, count = 0.0, 0
     for plane in space.planes:
         wanted = {key for key, meta in plane.event_metadata.items() if meta.name in GET_NEXT_KERNELS}
@@ -73,20 +66,12 @@ def trace_input_stall(run: Callable[[], None]) -> InputStall:
     """
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="ncf-input-stall-") as logdir:
-        # Host events only, at the lowest level (the GetNext kernels are traced there); no Python
-        # or device tracing, so the trace itself adds as little as it can to the traced steps.
-        options = tf.profiler.experimental.ProfilerOptions(host_tracer_level=1, python_tracer_level=0,
-                                                           device_tracer_level=0)
-        tf.profiler.experimental.start(logdir, options=options)
-        try:
-            start = time.perf_counter()
-            run()
-            wall = time.perf_counter() - start
-        finally:
-            tf.profiler.experimental.stop()
-        files = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
-        wait_ms, count = get_next_events(files[0]) if files else (0.0, 0)
+    # Host events only, at the lowest level (the GetNext kernels are traced there); no Python
+    # or device tracing, so the trace itself adds as little as it can to the traced steps.
+    options = tf.profiler.experimental.ProfilerOptions(host_tracer_level=1, python_tracer_level=0,
+                                                       device_tracer_level=0)
+    wall, space = trace(run, options)
+    wait_ms, count = get_next_events(space) if space is not None else (0.0, 0)
     if count == 0:
         raise RuntimeError("the profiler trace holds no iterator GetNext events for the traced steps")
     return InputStall(1000 * wall, wait_ms, count)

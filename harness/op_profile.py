@@ -15,14 +15,11 @@ the ops inside them on their own, so counting the wrapper too would count that t
 """
 from __future__ import annotations
 
-import glob
-import os
 import re
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
+from harness.profiler_trace import trace
 from harness.tf_runtime import wait_for
 
 # Category of an HLO op, from the TensorFlow op type in its metadata (first match wins).
@@ -95,13 +92,8 @@ def category(op_type: str, name: str, op_name: str = "") -> str:
     return OTHER
 
 
-def traced_op_ms(xplane_path: str) -> dict[str, float]:
-    """Total traced milliseconds per HLO op name in one profiler XSpace file."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    space = xplane_pb2.XSpace()
-    with open(xplane_path, "rb") as f:
-        space.ParseFromString(f.read())
+def traced_op_ms(space: Any) -> dict[str, float]:
+    """Total traced milliseconds per HLO op name in one profiler XSpace."""
     totals: dict[str, float] = {}
     for plane in space.planes:
         hlo_stat = {k for k, m in plane.stat_metadata.items() if m.name == "hlo_op"}
@@ -122,24 +114,21 @@ def profile_step(step: Callable[..., Any], args: Sequence[Any], steps: int = 3, 
     Returns {"available": False, "reason": ...} when the trace holds no XLA op events (the
     function does not run as an XLA program).
     """
-    import tensorflow as tf
-
     try:
         hlo = step.experimental_get_compiler_ir(*args)(stage="optimized_hlo")
     except (AttributeError, ValueError, TypeError) as error:
         return {"available": False, "reason": f"no optimized HLO for the step ({str(error)[:200]})"}
     instructions = hlo_instructions(hlo)
     wait_for(step(*args))
-    with tempfile.TemporaryDirectory(prefix="ncf-op-profile-") as logdir:
-        tf.profiler.experimental.start(logdir)
-        start = time.perf_counter()
+
+    def run() -> None:
+        result = None
         for _ in range(steps):
             result = step(*args)
         wait_for(result)
-        wall = time.perf_counter() - start
-        tf.profiler.experimental.stop()
-        files = glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))
-        totals = traced_op_ms(files[0]) if files else {}
+
+    wall, space = trace(run)
+    totals = traced_op_ms(space) if space is not None else {}
     if not totals:
         return {"available": False, "reason": "the trace holds no XLA op events (is the function jit-compiled?)"}
     ops = []
