@@ -11,16 +11,21 @@ from harness.input_stall import InputStall, trace_input_stall  # noqa: E402
 STEPS = 8
 
 
+def _chained_products(x, w, count: int):
+    """`count` products tanh(y @ w) in a row, starting from x: a tunable amount of real work."""
+    y = x
+    for _ in range(count):
+        y = tf.tanh(y @ w)
+    return tf.reduce_sum(y)
+
+
 def _loop(matmuls_per_step: int):
     """A compiled loop whose step costs `matmuls_per_step` 384^3 matrix products."""
     w = tf.Variable(tf.random.stateless_normal([384, 384], seed=[1, 2]) / 20.0)
 
     @tf.function(jit_compile=True)
     def step(x):
-        y = w
-        for _ in range(matmuls_per_step):
-            y = tf.tanh(y @ w)
-        return tf.reduce_sum(y) + x
+        return _chained_products(w, w, matmuls_per_step) + x
 
     @tf.function
     def loop(iterator, n):
@@ -36,10 +41,7 @@ def _dataset(matmuls_per_element: int, prefetch: bool):
     x = tf.random.stateless_normal([256, 256], seed=[3, 4]) / 16.0
 
     def element(_):
-        y = x
-        for _ in range(matmuls_per_element):
-            y = tf.tanh(y @ x)
-        return tf.reduce_sum(y)
+        return _chained_products(x, x, matmuls_per_element)
 
     dataset = tf.data.Dataset.range(10 * STEPS).map(element, num_parallel_calls=1)
     return dataset.prefetch(4) if prefetch else dataset
