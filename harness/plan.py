@@ -51,6 +51,7 @@ class RunPlan:
     hyperparameter_source: str
     target: float
     target_status: str
+    target_note: str
     max_epochs: int
     mf_dim: int
     layers: list[int]
@@ -156,6 +157,7 @@ def resolve_plan(profile: Any, args: Any, project_root: str) -> RunPlan:
         epsilon=float(eps), optimizer=opt.name, hyperparameter_source=source,
         target=float(args.target if args.target is not None else defaults.target_hr),
         target_status="command line" if args.target is not None else defaults.target_status,
+        target_note="" if args.target is not None else defaults.target_note,
         max_epochs=int(args.max_epochs or (hs.max_epochs if use_profile else defaults.max_epochs)),
         mf_dim=int(mf_dim), layers=layers, num_neg=constants.NUM_NEG,
         num_eval_negatives=constants.NUM_EVAL_NEGATIVES, match_mlperf=True,
@@ -179,7 +181,8 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
                      f"{plan.num_replicas} replica(s)"),
         ("dataset", plan.dataset),
         ("division", plan.division + ("" if not plan.open_reasons else ": " + "; ".join(plan.open_reasons))),
-        ("target", f"HR@10 >= {plan.target} ({plan.target_status})"),
+        ("target", f"HR@10 >= {plan.target} ({plan.target_status}"
+                   + (f": {plan.target_note})" if plan.target_note else ")")),
         ("model", f"NeuMF mf_dim {plan.mf_dim}, layers {plan.layers}"),
         ("optimizer", f"{plan.optimizer} lr {plan.learning_rate:g} beta1 {plan.beta1:g} beta2 {plan.beta2:g} "
                       f"epsilon {plan.epsilon:g}"),

@@ -28,8 +28,11 @@ def _history(first_item: int, count: int = MIN_RATINGS, start: int = 0) -> list[
     return [(first_item + k, start + k) for k in range(count)]
 
 
-def test_leave_one_out_takes_the_latest_rating_and_breaks_ties_by_largest_item() -> None:
-    tie = [(500, 10**9), (700, 10**9), (600, 10**9)]  # three ratings at the user's latest time
+def test_leave_one_out_takes_the_latest_rating_and_breaks_ties_by_the_smallest_key() -> None:
+    # Three ratings at the user's latest time. Keys splitmix64((user << 32) | item), by hand:
+    # user 7: 500 -> 0xbf43..., 600 -> 0x82f5..., 700 -> 0xf398...; user 5: 500 -> 0x351e...,
+    # 600 -> 0x18d4..., 700 -> 0x6edf...: item 600 has the smallest key for both users.
+    tie = [(500, 10**9), (700, 10**9), (600, 10**9)]
     users, items, stamps = _ratings({
         7: _history(100) + tie,
         3: _history(100) + [(900, 5)],      # latest timestamp is the history's, item 119
@@ -38,8 +41,8 @@ def test_leave_one_out_takes_the_latest_rating_and_breaks_ties_by_largest_item()
     data = from_ratings("t", users, items, stamps)
     # Dense ids follow the original ids: users 3, 5, 7 -> 0, 1, 2.
     original_item = np.unique(items)
-    assert original_item[data.test_items].tolist() == [119, 700, 700]
-    assert "tiebreak-max-item" in data.preparation_version == PREPARATION_VERSION
+    assert original_item[data.test_items].tolist() == [119, 600, 600]
+    assert "tiebreak-splitmix64" in data.preparation_version == PREPARATION_VERSION
     for user in range(3):
         row = data.train_items[data.train_indptr[user]:data.train_indptr[user + 1]]
         assert np.all(np.diff(row) >= 0)
@@ -79,14 +82,7 @@ def test_ml_latest_small_counts(shared_dir: Path, tmp_path: Path) -> None:
     assert (data.num_users, data.num_items, data.num_ratings, data.num_train) == (610, 9_724, 100_836, 100_226)
     assert data.verification == "unverified"
     assert data.train_indptr[-1] == data.num_train and data.train_users.size == data.num_train
-    # The tie-break, recomputed independently with pandas on the raw file.
-    import pandas as pd
-
-    raw = pd.read_csv(folder / "ratings.csv")
-    latest = raw[raw.timestamp == raw.groupby("userId").timestamp.transform("max")]
-    assert (latest.groupby("userId").size() > 1).sum() == 94      # REFERENCE §1
-    want = latest.groupby("userId").movieId.max().sort_index().to_numpy()
-    assert np.array_equal(np.unique(raw.movieId)[data.test_items], want)
+    # The tie-break is recomputed independently in tests/test_data_heldout.py.
     # The parent folder works as a data dir too, and the second load comes from the cache.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -162,3 +158,4 @@ def test_csv_path_prepares_like_the_in_memory_path(tmp_path: Path, monkeypatch: 
     direct = load_dataset("synthetic-tiny", cache_dir=tmp_path / "cache")
     for field in ("train_items", "train_indptr", "test_items"):
         np.testing.assert_array_equal(getattr(from_csv, field), getattr(direct, field))
+    assert from_csv.heldout_sha256 == direct.heldout_sha256

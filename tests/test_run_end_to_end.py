@@ -69,6 +69,9 @@ def test_quick_start_reaches_the_synthetic_target(quick_run):
     assert summary["status"] == "success", summary
     assert summary["best_hit_rate"] >= summary["target"]
     assert summary["complete"] is True
+    assert summary["target_status"] == "calibrated" and summary["target_note"] == ""
+    assert summary["dataset"]["preparation_version"] == "loo-v2-min20-tiebreak-splitmix64"
+    assert len(summary["dataset"]["heldout_sha256"]) == 64
     assert (root / "systems/cpu.json").is_file()
 
 
@@ -119,6 +122,15 @@ def test_dry_run_prints_the_plan_without_training(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "division" in done.stdout and "open" in done.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_says_a_target_is_not_calibrated_on_real_data(tmp_path):
+    done = cli(["--system", "cpu", "--dataset", "ml-100k", "--dry-run", "--results-dir", str(tmp_path)],
+               tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "HR@10 >= 0.2 (provisional: set from calibrate figures measured on real ml-100k elsewhere" in text
+    assert "not calibrated on this machine" in text
 
 
 def _interrupted_run(root: Path, stem: str, signum: int) -> subprocess.Popen:

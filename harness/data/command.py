@@ -40,7 +40,7 @@ DEFAULT_DATASET = "synthetic-small"
 SUMMARY_KEYS = (
     "dataset", "users", "items", "ratings", "train_positives", "eval_users", "eval_seed",
     "mean_duplicates_per_eval_row", "test_item_drawn_share", "verification", "sha256",
-    "preparation_version", "source", "cache_path",
+    "preparation_version", "heldout_sha256", "source", "cache_path",
 )
 
 
@@ -110,7 +110,8 @@ def summary(data: PreparedData, seed: int) -> dict[str, Any]:
         "mean_duplicates_per_eval_row": float(mask.sum(dtype=np.int64) / max(1, data.num_users)),
         "test_item_drawn_share": float(drawn.mean()) if drawn.size else 0.0,
         "verification": data.verification, "sha256": data.raw_sha256,
-        "preparation_version": data.preparation_version, "source": data.source, "cache_path": data.cache_path,
+        "preparation_version": data.preparation_version, "heldout_sha256": data.heldout_sha256,
+        "source": data.source, "cache_path": data.cache_path,
     }
     assert tuple(report) == SUMMARY_KEYS
     return report

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.data.sampling import ATTEMPT_STEP, GOLDEN, splitmix64
+from harness.data.rng import ATTEMPT_STEP, GOLDEN, splitmix64
 
 try:
     import numba

@@ -20,6 +20,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from harness.data.heldout import check_raw_ids
 from harness.data.registry import CSV_FORMAT, DAT_FORMAT, TSV_FORMAT
 from harness.errors import UserError
 
@@ -136,4 +137,5 @@ def read_ratings(rating_file: RatingFile) -> tuple[np.ndarray, np.ndarray, np.nd
     users, items, timestamps = columns
     if users.min() < 0 or items.min() < 0:
         raise UserError(f"{where} has negative user or item ids.")
+    check_raw_ids(users, items, where)
     return users, items, timestamps

@@ -5,10 +5,11 @@ Preparation (REFERENCE §1), vectorised numpy throughout:
 2. User and item ids are remapped to dense 0-based ints in the order of the original ids.
 3. Leave-one-out: each user's most recent rating is the test positive, all others are training
    positives. Tie-break: among the ratings at the user's latest timestamp, the one with the
-   LARGEST item id is held out (original and dense ids sort alike). The rule depends only on
-   the set of ratings, not on the row order of the file, so a re-sorted copy of a dataset
-   prepares identically. It is named in `PREPARATION_VERSION`, which is recorded in every run's
-   log: changing it changes the eval set (ml-latest-small has 94 users with ties).
+   smallest splitmix64 key of (raw user id, raw item id) is held out (harness.data.heldout says
+   why: the old "largest item id" rule held out unpopular items). The rule depends only on the
+   set of ratings, not on the row order of the file, so a re-sorted copy of a dataset prepares
+   identically. It is named in `PREPARATION_VERSION`, which is recorded in every run's log:
+   changing it changes the eval set. `heldout_sha256` names the held-out set in raw ids.
 4. Duplicate (user, item) rows are kept, as the reference keeps them: every rating row is a
    positive. If a user rated the held-out item more than once, the other copies stay in training.
 
@@ -34,14 +35,15 @@ import numpy as np
 from harness.atomic import atomic_write_bytes
 from harness.data import synthetic
 from harness.data.download import Progress, cache_root, check_md5, fetch_zip
+from harness.data.heldout import TIEBREAK_RULE, check_raw_ids, choose_among_ties, heldout_sha256, tiebreak_keys
 from harness.data.movielens import RatingFile, read_ratings, sha256_of
 from harness.data.registry import DatasetSpec, get_spec
 from harness.errors import UserError
 from reference.constants import MIN_RATINGS
 
-PREPARATION_VERSION = f"loo-v1-min{MIN_RATINGS}-tiebreak-max-item"
+PREPARATION_VERSION = f"loo-v2-min{MIN_RATINGS}-tiebreak-{TIEBREAK_RULE}"
 VERIFIED, UNVERIFIED, SYNTHETIC = "verified", "unverified", "synthetic"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: entries hold heldout_sha256
 # Use a presence table instead of sorting to remap ids when the id range is at most this many
 # times the number of ratings (MovieLens ids are small ints, so in practice always).
 _DENSE_TABLE_FACTOR = 4
@@ -66,6 +68,7 @@ class PreparedData:
     verification: str         # "verified" | "unverified" | "synthetic"
     raw_sha256: str           # SHA-256 of the rating file (synthetic: of the generated arrays)
     preparation_version: str  # covers the leave-one-out tie-break
+    heldout_sha256: str       # SHA-256 of the held-out (user, item) pairs in raw ids (harness.data.heldout)
     source: str               # human-readable: URL, path or generator parameters
     cache_path: str = ""      # the prepared-data cache file this came from or went to
 
@@ -87,6 +90,7 @@ class _Arrays:
     train_indptr: np.ndarray
     test_items: np.ndarray
     raw_sha256: str
+    heldout_sha256: str
 
 
 def dense_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
@@ -103,41 +107,49 @@ def dense_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def prepare_ratings(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, raw_sha256: str) -> _Arrays:
-    """Min-ratings filter, dense remap and leave-one-out (see the module docstring)."""
+    """Min-ratings filter, dense remap and leave-one-out (see the module docstring).
+
+    `users` and `items` are the raw ids of the rating file (synthetic sets: generator id + 1):
+    the tie-break keys them, so they must be the ids a user of the file would see.
+    """
+    check_raw_ids(users, items, "the ratings")
     dense_users, num_users = dense_ids(users)
     counts = np.bincount(dense_users, minlength=num_users)
     if (counts < MIN_RATINGS).any():
         keep = (counts >= MIN_RATINGS)[dense_users]
         if not keep.any():
             raise UserError(f"No user has at least {MIN_RATINGS} ratings.")
-        dense_users, num_users = dense_ids(users[keep])
-        items, timestamps = items[keep], timestamps[keep]
+        users, items, timestamps = users[keep], items[keep], timestamps[keep]
+        dense_users, num_users = dense_ids(users)
         counts = np.bincount(dense_users, minlength=num_users)
     dense_items, num_items = dense_ids(items)
-    del items
-    # One sort by (user, item) gives the CSR order; within a user the latest timestamp's rating
-    # with the largest item id is then the LAST row of that user at the maximum timestamp.
+    # One sort by (user, item) gives the CSR order.
     order = np.argsort(dense_users * np.int64(num_items) + dense_items)
     sorted_items = dense_items[order].astype(np.int32)
     sorted_ts = np.asarray(timestamps)[order]
-    del order, dense_items, dense_users
+    del dense_items, dense_users
     indptr = np.zeros(num_users + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    latest = np.maximum.reduceat(sorted_ts, indptr[:-1])
-    at_latest = np.where(sorted_ts == np.repeat(latest, counts), np.arange(sorted_ts.size), -1)
-    held_out = np.maximum.reduceat(at_latest, indptr[:-1])
+    latest = np.maximum.reduceat(sorted_ts, indptr[:-1])                     # [users]
+    candidates = np.flatnonzero(sorted_ts == np.repeat(latest, counts))      # [c] rows at the latest time
+    owners = np.searchsorted(indptr, candidates, side="right") - 1           # [c] their dense users
+    source_rows = order[candidates]                                          # [c] rows in the input
+    held_out = choose_among_ties(candidates, owners, tiebreak_keys(users[source_rows], items[source_rows]))
     test_items = sorted_items[held_out]
+    raw_user_of = users[order[indptr[:-1]]]                                  # [users] raw id per dense user
+    digest = heldout_sha256(raw_user_of, items[order[held_out]])
     keep = np.ones(sorted_items.size, dtype=bool)
     keep[held_out] = False
     return _Arrays(num_users=num_users, num_items=num_items, num_ratings=int(sorted_items.size),
                    train_items=sorted_items[keep], train_indptr=indptr - np.arange(num_users + 1),
-                   test_items=test_items, raw_sha256=raw_sha256)
+                   test_items=test_items, raw_sha256=raw_sha256, heldout_sha256=digest)
 
 
 def _save(path: Path, arrays: _Arrays) -> None:
     meta = {"cache_format": _CACHE_FORMAT, "preparation_version": PREPARATION_VERSION,
             "raw_sha256": arrays.raw_sha256, "num_users": arrays.num_users,
-            "num_items": arrays.num_items, "num_ratings": arrays.num_ratings}
+            "num_items": arrays.num_items, "num_ratings": arrays.num_ratings,
+            "heldout_sha256": arrays.heldout_sha256}
     buffer = io.BytesIO()
     np.savez(buffer, train_items=arrays.train_items, train_indptr=arrays.train_indptr,
              test_items=arrays.test_items, meta=np.array(json.dumps(meta)))
@@ -154,7 +166,7 @@ def _load(path: Path, raw_sha256: str | None) -> _Arrays | None:
             arrays = _Arrays(num_users=int(meta["num_users"]), num_items=int(meta["num_items"]),
                              num_ratings=int(meta["num_ratings"]), train_items=entry["train_items"],
                              train_indptr=entry["train_indptr"], test_items=entry["test_items"],
-                             raw_sha256=str(meta["raw_sha256"]))
+                             raw_sha256=str(meta["raw_sha256"]), heldout_sha256=str(meta["heldout_sha256"]))
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError):
         return None
     fits = (meta.get("cache_format") == _CACHE_FORMAT
@@ -215,11 +227,17 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, cache_dir
     if synthetic.is_synthetic(name):
         config = synthetic.parse_name(name)
         path = root / "prepared" / f"{name}-seed{config.seed}-{synthetic.SYNTHETIC_VERSION}-{PREPARATION_VERSION}.npz"
-        arrays = _from_cache_or(path, None, lambda: prepare_ratings(*synthetic.generate(config)), progress)
+        arrays = _from_cache_or(path, None, lambda: _prepare_generated(config), progress)
         return _prepared(name, arrays, SYNTHETIC, config.describe(), path)
     spec = get_spec(name)
     rating_file, verification = _locate(spec, data_dir, root, mirror, progress)
     return prepare_rating_file(name, rating_file, verification, root, progress)
+
+
+def _prepare_generated(config: synthetic.SyntheticConfig) -> _Arrays:
+    """Prepare a synthetic set under the raw ids its CSV would carry, so both paths agree."""
+    users, items, timestamps, raw_sha256 = synthetic.generate(config)
+    return prepare_ratings(users + synthetic.RAW_ID_OFFSET, items + synthetic.RAW_ID_OFFSET, timestamps, raw_sha256)
 
 
 def prepare_rating_file(name: str, rating_file: RatingFile, verification: str, root: Path,
@@ -251,4 +269,5 @@ def _prepared(name: str, arrays: _Arrays, verification: str, source: str, path: 
         train_users=np.repeat(np.arange(arrays.num_users, dtype=np.int32), counts),
         train_items=arrays.train_items, train_indptr=arrays.train_indptr, test_items=arrays.test_items,
         verification=verification, raw_sha256=arrays.raw_sha256, preparation_version=PREPARATION_VERSION,
+        heldout_sha256=arrays.heldout_sha256,
         source=source, cache_path=str(path) if path else "")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from harness.data.rng import ATTEMPT_STEP, GOLDEN, splitmix64
 from reference.constants import NUM_EVAL_NEGATIVES, NUM_NEG
 
 if TYPE_CHECKING:
@@ -47,25 +48,9 @@ T = TypeVar("T")
 BITMAP_MAX_BYTES = 1 << 30
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)  # threads per call; the result never depends on it
 _CHUNK = 1 << 16                       # elements per vectorised step: keeps temporaries in cache
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-ATTEMPT_STEP = np.uint64(0xD1B54A32D192ED03)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _EVAL, _TRAIN, _SHUFFLE, _ROUND = 0xE7A1, 0x7AA1, 0x5F1E, 0x4D1D  # purpose tags of the random streams
 _FEISTEL_ROUNDS = 4
 
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (in place): a fast, well-distributed bijection.
-
-    harness.data.epoch_kernel compiles this same function for scalars.
-    """
-    x ^= x >> np.uint64(30)
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x
 
 
 def stream_key(seed: int, purpose: int, epoch: int = 0) -> np.uint64:

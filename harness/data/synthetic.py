@@ -49,6 +49,7 @@ from reference.constants import MIN_RATINGS
 SYNTHETIC_VERSION = "synth-v2"
 PREFIX = "synthetic-"
 DEFAULT_SEED = 0
+RAW_ID_OFFSET = 1             # the raw (file) id of generated id k is k + 1, as in MovieLens files
 CHUNK_USERS = 4096
 ZIPF_OFFSET = 5.0             # rank r of a source has popularity ~ 1/(r + offset): a flatter head
 SOURCE_WEIGHTS = (0.75, 0.15, 0.10)  # primary topic, secondary topic, whole catalogue
@@ -269,8 +270,8 @@ def write_csv(config: SyntheticConfig, path: str | os.PathLike) -> int:
     with open(path, "w", encoding="ascii", newline="") as handle:
         handle.write("userId,movieId,rating,timestamp\n")
         for users, items, timestamps in iter_chunks(config):
-            lines = (users + 1).astype(text)
-            for column in ((items + 1).astype(text), half_stars[(users + items) % 10], timestamps.astype(text)):
+            lines = (users + RAW_ID_OFFSET).astype(text)
+            for column in ((items + RAW_ID_OFFSET).astype(text), half_stars[(users + items) % 10], timestamps.astype(text)):
                 lines = np.strings.add(np.strings.add(lines, ","), column)
             handle.write("\n".join(lines.tolist()))
             handle.write("\n")
