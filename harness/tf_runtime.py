@@ -10,7 +10,7 @@ of kernel time per step (the step took 940-1,020 ms). TensorFlow's BFC allocator
 memory) keeps freed regions and hands them out again: about 50 faults per step and 540-635 ms
 in the same A/B. `apply_runtime_environment` turns it on before TensorFlow starts unless the
 user set the variable; it only changes where memory comes from, never a result. The run's
-provenance records the setting, and the peer (harness.peer) runs in the user's own environment.
+provenance records the setting, and the peer (harness.measure.peer) runs in the user's own environment.
 
 Start-up: TensorFlow without its chatter on the user's terminal.
 

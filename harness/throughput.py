@@ -10,11 +10,12 @@ Measures, with warm-up (tracing, XLA compilation, the first steps) excluded:
   * this machine's fp32 matmul rate (a large tf.matmul) in the same invocation, and the ratio of
     the work done (counted as the reference model's FLOPs, REFERENCE §4) to it.
 Optional: `--ablation` times the plain reference path and each fast path switched on in turn;
-`--peer` runs the TF Model Garden NCF peer (../shared/peers/tfg_ncf.sh) between two measurements
-of ours and reports the ratio; `--peer-rounds N` takes N turns (ours, peer, ours, peer, ..., ours)
-and reports each peer run against the two measurements of ours around it, and the median of
-those ratios: the peer's rate and ours drift independently by ±15% between minutes here, so one
-turn says as much about the minute as about the software. Performance claims are ratios against
+`--peer` runs the TF Model Garden NCF peer (harness.measure.peer, in a venv of its own built on
+first use) at the same batch size and XLA setting between two measurements of ours and reports
+the ratio; `--peer-rounds N` takes N turns (ours, peer, ours, peer, ..., ours) and reports each
+peer run against the two measurements of ours around it, and the median of those ratios: the
+peer's rate and ours drift independently by ±15% between minutes here, so one turn says as much
+about the minute as about the software. Performance claims are ratios against
 baselines measured in the same invocation; each measurement also reports the CPU time other
 processes used meanwhile ("foreign cores"), because on a shared machine that is what moves
 absolute numbers.
@@ -35,7 +36,8 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.errors import UserError
-from harness.peer import PEER_ENV_HELP, PEER_SCRIPT, parse_peer_env, run_peer_script
+from harness.measure.peer import PEER_ENV_HELP, parse_peer_env, run_peer_throughput
+from harness.measure.peer_launcher import machine_busy_seconds
 from harness.process_usage import cpu_seconds, minor_page_faults
 from harness.tf_runtime import RUNTIME_ENVIRONMENT, wait_for
 
@@ -60,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation", action="store_true",
                    help="also time the plain reference path and each fast path switched on in turn")
     p.add_argument("--peer", action="store_true",
-                   help="run ../shared/peers/tfg_ncf.sh throughput <batch> <xla> between two runs of ours")
+                   help="run the TF Model Garden NCF peer (its own venv, built on first use) at our batch size "
+                        "and XLA setting between two runs of ours")
     p.add_argument("--peer-rounds", type=int, default=1, metavar="N",
                    help="with --peer: run the peer N times, each between two runs of ours (default 1)")
     p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help="with --peer: " + PEER_ENV_HELP)
@@ -87,8 +90,6 @@ def throughput(args: argparse.Namespace) -> int:
     if args.peer_env and not args.peer:
         raise UserError("--peer-env needs --peer.")
     args.peer_environment = parse_peer_env(args.peer_env)   # flags first, then what is on disk
-    if args.peer and not PEER_SCRIPT.is_file():
-        raise UserError(f"--peer needs {PEER_SCRIPT}, which is absent.")
     profile, plan = resolve(args)
     settings = _planned_settings(plan)
     if args.dry_run:
@@ -127,12 +128,12 @@ class Timing:
 class Stopwatch:
     """Times a stretch and how many cores this process and everything else used meanwhile.
 
-    Foreign cores come from /proc/stat (whole machine busy time minus ours), as the peer script
-    reports them; elsewhere they are None.
+    Foreign cores come from /proc/stat (whole machine busy time minus ours), read as the peer's
+    launcher reads them; elsewhere they are None.
     """
 
     def __enter__(self) -> "Stopwatch":
-        self._busy0 = _machine_busy_s()
+        self._busy0 = machine_busy_seconds()
         self._own0 = cpu_seconds()
         self._faults0 = minor_page_faults()
         self._t0 = time.perf_counter()
@@ -141,18 +142,9 @@ class Stopwatch:
     def __exit__(self, *exc: Any) -> None:
         seconds = max(time.perf_counter() - self._t0, 1e-9)
         own = cpu_seconds() - self._own0
-        busy = _machine_busy_s()
+        busy = machine_busy_seconds()
         foreign = None if busy is None or self._busy0 is None else max(0.0, (busy - self._busy0) - own) / seconds
         self.timing = Timing(seconds, own / seconds, foreign, minor_page_faults() - self._faults0)
-
-
-def _machine_busy_s() -> float | None:
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_until_quiet(limit_s: int, threshold: float = 0.3, window_s: float = 5.0) -> float | None:
@@ -469,11 +461,10 @@ def measure_eval(session: Session, trainer: Any, users: int, check: bool = False
 
 def run_peer(batch: int, xla: bool, wait_quiet: int, env: dict[str, str] | None = None) -> dict:
     """Run the TF Model Garden peer once (in the user's environment plus `env`); its examples/s and load."""
-    fields, line = run_peer_script("throughput", str(batch), "1" if xla else "0",
-                                   env={**(env or {}), "TFG_WAIT_QUIET": str(wait_quiet)})
-    return {"environment": dict(env or {}), "examples_per_s": float(fields["examples_per_s"]), "best_interval": float(fields["best_interval"]),
-            "foreign_cores": float(fields["foreign_cpu"]), "batch": int(fields["batch"]),
-            "xla": fields["xla"] == "1", "log": fields.get("log"), "line": line}
+    peer = run_peer_throughput(batch, xla, wait_quiet_s=wait_quiet, env=env)
+    return {"environment": dict(env or {}), "examples_per_s": peer.examples_per_s, "best_interval": peer.best_interval,
+            "foreign_cores": peer.foreign_cores, "batch": peer.batch, "xla": peer.xla,
+            "logged_steps": peer.logged_steps, "log": str(peer.log)}
 
 
 ABLATION = (
@@ -685,8 +676,10 @@ def _print_report(report: dict) -> None:
         table.add_row(name, f"{r.examples_per_s:,.0f} ex/s", f"{r.ms_per_step:.0f} ms", _faults(r), _cores(r.timing))
         if i < len(peers):
             extra = "".join(f", {k}={v}" for k, v in peers[i].get("environment", {}).items())
+            foreign = peers[i]["foreign_cores"]
             table.add_row(f"TF Model Garden peer run {i + 1} (XLA {'on' if peers[i]['xla'] else 'off'}{extra})",
-                          f"{peers[i]['examples_per_s']:,.0f} ex/s", "", "", f"{peers[i]['foreign_cores']:.2f}")
+                          f"{peers[i]['examples_per_s']:,.0f} ex/s", "", "",
+                          "-" if foreign is None else f"{foreign:.2f}")
     ov = report["overlap"]
     table.add_row("training while next epoch's negatives generate", f"{ov['rate'].examples_per_s:,.0f} ex/s",
                   f"{ov['rate'].ms_per_step:.0f} ms", _faults(ov["rate"]), _cores(ov["rate"].timing))
@@ -740,8 +733,10 @@ def _print_report(report: dict) -> None:
         each = f"; rounds: {', '.join(f'{r:.2f}x' for r in rounds)}" if len(rounds) > 1 else ""
         console.print(f"[bold]training vs TF Model Garden peer: {ratios['training_vs_peer']:.2f}x[/bold]"
                       f"{' (median)' if len(rounds) > 1 else ''}{each}")
-        for peer in report["peer"]:
-            console.print(f"  {peer['line']}")
+        for i, peer in enumerate(report["peer"], 1):
+            best = "-" if peer["best_interval"] is None else f"{peer['best_interval']:,.0f}"
+            console.print(f"  peer run {i}: batch {peer['batch']:,}, {peer['logged_steps']} steps logged, "
+                          f"best interval {best} ex/s; log {peer['log']}")
     if report.get("ablation"):
         table = Table(title=f"ablation (each fast path switched on in turn; medians of {ABLATION_ROUNDS} "
                             "interleaved rounds, x ref = median of per-round ratios)")

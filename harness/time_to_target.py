@@ -5,17 +5,19 @@ Garden peer alike (ml-latest-small, batch 2,048: 6-11 epochs here, 6-9 for the p
 machines' speed drifts by ±15% between hours. One run of each says more about the seed than
 about the software. This command alternates runs of ours (one per seed, each a fresh
 `run_benchmark.py run` process, timed run_start to run_stop from its MLPerf log) with runs of the
-peer (`tfg_ncf.sh mlsmall`, timed as the sum of its per-epoch train and eval times up to the
-first epoch at or above the same target, its start-up excluded), so that drift touches both,
-and reports every run plus the ratios of their means, of their olympic means (MLPerf's score)
-and of our slowest to the peer's fastest.
+peer (harness.measure.peer's ml-latest-small run, peer run i with seed i - 1, timed as the sum
+of its per-epoch train and eval times up to the first epoch at or above the same target, its
+start-up excluded), so that drift touches both, and reports every run plus the ratios of their
+means, of their olympic means (MLPerf's score) and of our slowest to the peer's fastest.
 
 The peer trains only ml-latest-small, so with peer runs the dataset must be ml-latest-small;
-`--peer-runs 0` times our runs alone on any dataset.
+`--peer-runs 0` times our runs alone on any dataset. The peer reads the ratings our runs read:
+from --data-dir, else the zip our first run downloaded into the cache.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -25,10 +27,10 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import UserError
-from harness.peer import PEER_ENV_HELP, PEER_SCRIPT, parse_peer_env, run_peer_script
+from harness.measure.peer import (PEER_DATASET, PEER_ENV_HELP, PeerCurve, parse_peer_env, peer_ratings, read_curve,
+                                  run_peer_mlsmall)
 from harness.scoring import olympic_mean
 
-PEER_DATASET = "ml-latest-small"
 RUN_BENCHMARK = Path(__file__).resolve().parent.parent / "run_benchmark.py"
 RUN_TIMEOUT_S = 3600
 
@@ -63,8 +65,9 @@ def _seeds(text: str) -> list[int]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "time-to-target", help="time to the HR@10 target over several seeds, alternated with TF Model Garden peer runs",
-        description="Run this harness once per seed and the TF Model Garden NCF peer (../shared/peers/tfg_ncf.sh "
-                    "mlsmall) several times, alternating, and compare their times to the same HR@10 target.")
+        description="Run this harness once per seed and the TF Model Garden NCF peer on ml-latest-small (in a venv "
+                    "of its own, built on first use) several times, alternating, and compare their times to the "
+                    "same HR@10 target.")
     p.add_argument("--system", required=True, help="system profile name (see `systems`) or path to a profile JSON")
     p.add_argument("--dataset", default=PEER_DATASET, help=f"dataset of our runs (default {PEER_DATASET}, the only "
                                                            "one the peer trains)")
@@ -88,17 +91,16 @@ def time_to_target(args: argparse.Namespace) -> int:
     if args.peer_env and not args.peer_runs:
         raise UserError("--peer-env needs peer runs; drop it or give --peer-runs 1 or more.")
     peer_env = parse_peer_env(args.peer_env)   # flags first, then what is on disk
-    if args.peer_runs and not PEER_SCRIPT.is_file():
-        raise UserError(f"peer runs need {PEER_SCRIPT}, which is absent (or use --peer-runs 0).")
     target = _target(args)
-    ratings = Path(args.data_dir) / PEER_DATASET / "ratings.csv" if args.data_dir else None
-    if args.peer_runs and ratings is not None and not ratings.is_file():
-        raise UserError(f"the peer reads {ratings}, which is absent.")
+    # Without --data-dir the ratings are the zip our first run downloads, so they are looked up then.
+    ratings = functools.cache(lambda: peer_ratings(args.data_dir, args.cache_dir))
+    if args.peer_runs and args.data_dir:
+        ratings()   # a --data-dir without them fails now rather than after our first run
     with tempfile.TemporaryDirectory(prefix="ncf-time-to-target-") as scratch:
         root = Path(args.results_dir) if args.results_dir else Path(scratch)
         runs = alternate(args.seeds, args.peer_runs,
                          lambda seed: run_ours(args, seed, root / f"seed{seed}"),
-                         lambda index: run_peer(index, args.peer_epochs, target, ratings, peer_env))
+                         lambda index: run_peer(index, args.peer_epochs, target, ratings(), peer_env))
     report = summarize(runs, target, args.dataset)
     report["peer_environment"] = peer_env
     print(json.dumps(report, indent=2) if args.json else _table(report))
@@ -161,28 +163,25 @@ def run_ours(args: argparse.Namespace, seed: int, root: Path) -> TimedRun:
                     record.epochs_to_target if seconds is not None else None, seconds, record.best_hr, str(logs[-1]))
 
 
-def run_peer(index: int, epochs: int, target: float, ratings: Path | None,
+def run_peer(index: int, epochs: int, target: float, ratings: Path,
              env: dict[str, str] | None = None) -> TimedRun:
-    """One run of the peer on ml-latest-small (the user's environment plus `env`); its time to `target`."""
-    fields, line = run_peer_script("mlsmall", str(epochs),
-                                   env={**(env or {}), **({"TFG_RATINGS": str(ratings)} if ratings else {})})
-    log = fields.get("log")
-    if not log or not Path(log).is_file():
-        raise UserError(f"the peer's result line names no log that exists: {line}")
-    return peer_run_from_log(Path(log), index, target)
+    """Peer run `index` (counted from 1; its seed is index - 1) on `ratings`, in the user's environment plus
+    `env`; its time to `target`."""
+    return peer_run(run_peer_mlsmall(ratings, epochs, seed=index - 1, env=env), index, target)
 
 
 def peer_run_from_log(log: Path, index: int, target: float) -> TimedRun:
+    """`peer_run` of an earlier peer run, from its log."""
+    return peer_run(read_curve(log), index, target)
+
+
+def peer_run(curve: PeerCurve, index: int, target: float) -> TimedRun:
     """The peer's time to `target`: its train + eval seconds summed up to the first epoch at or above it."""
-    results = [line for line in log.read_text().splitlines() if line.startswith("TFG_RESULT ")]
-    if not results:
-        raise UserError(f"the peer's log {log} holds no TFG_RESULT line.")
-    result = json.loads(results[-1][len("TFG_RESULT "):])
-    hr, seconds = result["hr_at_10_per_epoch"], result["epoch_seconds"]
+    hr, seconds = curve.hr_per_epoch, curve.epoch_seconds
     reached = next((i for i, value in enumerate(hr) if value >= target), None)
     return TimedRun("peer", f"run {index}", len(hr), None if reached is None else reached + 1,
                     None if reached is None else float(sum(seconds[:reached + 1])),
-                    max(hr) if hr else None, str(log))
+                    max(hr) if hr else None, str(curve.log))
 
 
 def summarize(runs: list[TimedRun], target: float, dataset: str) -> dict:

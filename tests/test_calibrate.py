@@ -19,7 +19,12 @@ def test_success_rate_counts_seeds_that_reach_the_target_at_any_epoch():
     assert success_rate(curves, UNREACHABLE_TARGET) == 0.0
 
 
-@pytest.mark.parametrize("flags, message", [(["--seeds", "1"], "--seeds"), (["--quantile", "1.5"], "--quantile")])
+@pytest.mark.parametrize("flags, message", [
+    (["--seeds", "1"], "--seeds"), (["--quantile", "1.5"], "--quantile"),
+    (["--peer-runs", "-1"], "--peer-runs must be 0 or more"),
+    (["--peer-runs", "2"], "the peer trains only ml-latest-small"),
+    (["--peer-env", "A=1"], "--peer-env needs --peer-runs"),
+])
 def test_bad_calibration_flags_are_one_sentence(flags, message, capsys):
     assert main(["calibrate", "--system", "cpu", "--dataset", "synthetic-small", *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,7 +16,6 @@ import pytest
 
 from harness import fast_paths
 from harness.cli import main
-from harness.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -161,35 +160,22 @@ def test_tiny_ablation_interleaves_every_variant(tmp_path):
     assert ordered == [False, False, False, True, True]
 
 
-def test_the_peer_rate_is_read_from_its_result_line(tmp_path, monkeypatch):
-    """A stand-in for tfg_ncf.sh: `--peer` passes batch, XLA and the quiet wait, and reads its line."""
-    from harness import peer, throughput
+def test_each_peer_round_reports_the_peers_run(monkeypatch):
+    """`--peer` runs harness.measure.peer at our batch size and XLA setting, with the quiet wait and --peer-env."""
+    from harness import throughput
+    from harness.measure.peer import PeerThroughput
 
-    script = tmp_path / "peer.sh"
-    script.write_text("""#!/bin/bash
-[ "$1" = throughput ] && [ "$2" = 98304 ] && [ "$3" = 1 ] && [ "$TFG_WAIT_QUIET" = 7 ] || exit 3
-echo "PEER_TFG throughput batch=98304 xla=1 logged_steps=30 examples_per_s=150000 best_interval=160000 foreign_cpu=0.02 log=/x.log"
-""")
-    monkeypatch.setattr(peer, "PEER_SCRIPT", script)
-    out = throughput.run_peer(98304, True, 7)
-    assert out["examples_per_s"] == 150000.0 and out["best_interval"] == 160000.0
-    assert out["foreign_cores"] == 0.02 and out["batch"] == 98304 and out["xla"] is True and out["log"] == "/x.log"
-    with pytest.raises(UserError, match=r"the peer failed \(exit 3\)"):
-        throughput.run_peer(98304, False, 7)
+    calls = []
 
+    def run_peer_throughput(batch, xla, wait_quiet_s=0, env=None):
+        calls.append((batch, xla, wait_quiet_s, env))
+        return PeerThroughput(examples_per_s=150000.0, best_interval=160000.0, foreign_cores=0.02, batch=batch,
+                              xla=xla, logged_steps=30, log=Path("/x.log"))
 
-def test_the_peer_runs_in_the_users_environment_plus_peer_env(tmp_path, monkeypatch):
-    """The allocator setting the harness gives its own TensorFlow does not reach the peer unless asked."""
-    from harness import peer, tf_runtime, throughput
-
-    monkeypatch.setattr(tf_runtime, "_USER_ENVIRONMENT", {})
-    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
-    tf_runtime.apply_runtime_environment()
-    script = tmp_path / "peer.sh"
-    script.write_text("""#!/bin/bash
-echo "PEER_TFG throughput batch=98304 xla=1 logged_steps=30 examples_per_s=${TF_CPU_ALLOCATOR_USE_BFC:-0}1 best_interval=1 foreign_cpu=0 log=/x.log"
-""")
-    monkeypatch.setattr(peer, "PEER_SCRIPT", script)
-    assert throughput.run_peer(98304, True, 0)["examples_per_s"] == 1.0          # stock: variable unset
-    given = throughput.run_peer(98304, True, 0, {"TF_CPU_ALLOCATOR_USE_BFC": "7"})
-    assert given["examples_per_s"] == 71.0 and given["environment"] == {"TF_CPU_ALLOCATOR_USE_BFC": "7"}
+    monkeypatch.setattr(throughput, "run_peer_throughput", run_peer_throughput)
+    out = throughput.run_peer(98304, True, 7, {"TF_CPU_ALLOCATOR_USE_BFC": "7"})
+    assert calls == [(98304, True, 7, {"TF_CPU_ALLOCATOR_USE_BFC": "7"})]
+    assert out == {"environment": {"TF_CPU_ALLOCATOR_USE_BFC": "7"}, "examples_per_s": 150000.0,
+                   "best_interval": 160000.0, "foreign_cores": 0.02, "batch": 98304, "xla": True, "logged_steps": 30,
+                   "log": "/x.log"}
+    assert throughput.run_peer(98304, False, 0)["environment"] == {}

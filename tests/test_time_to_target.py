@@ -8,22 +8,20 @@ target must not enter the means. No test asserts a speed.
 from __future__ import annotations
 
 import json
-import stat
 from pathlib import Path
 
 import pytest
 
-from harness import peer
 from harness import time_to_target as ttt
 from harness.cli import main
-from harness.errors import UserError
 from harness.log_parser import parse_log
+from harness.measure.peer import PeerCurve
 from harness.run_record import run_record
 
 
 def _peer_log(path: Path, hr: list[float], seconds: list[float]) -> Path:
     result = {"hr_at_10_per_epoch": hr, "epoch_seconds": seconds, "train_seconds": seconds,
-              "eval_seconds": [0.0] * len(seconds)}
+              "eval_seconds": [0.0] * len(seconds), "startup_seconds": 3.0, "foreign_cpu_cores_avg": 0.0, "seed": 0}
     path.write_text("some training output\nTFG_RESULT " + json.dumps(result) + "\n")
     return path
 
@@ -87,29 +85,25 @@ def test_bad_input_is_one_sentence_and_a_non_zero_exit(capsys, flags, message):
     assert message in err and err.count("\n") == 1
 
 
-def test_the_peer_is_run_on_our_ratings_and_read_from_its_log(tmp_path, monkeypatch):
-    """A stand-in for tfg_ncf.sh that behaves like it: writes a log, prints the summary line."""
-    ratings = tmp_path / "ml-latest-small" / "ratings.csv"
-    ratings.parent.mkdir()
-    ratings.write_text("userId,movieId,rating,timestamp\n")
-    log = tmp_path / "peer.log"
-    script = tmp_path / "peer.sh"
-    result = json.dumps({"hr_at_10_per_epoch": [0.2, 0.3], "epoch_seconds": [4.0, 5.0]})
-    script.write_text(f"""#!/bin/bash
-[ "$1" = mlsmall ] && [ "$2" = 3 ] && [ "$TFG_RATINGS" = "{ratings}" ] && [ "$EXTRA" = "${{WANT_EXTRA:-}}" ] || exit 1
-echo 'TFG_RESULT {result}' > {log}
-echo "PEER_TFG mlsmall best_hr10=0.3000@epoch2 log={log}"
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(peer, "PEER_SCRIPT", script)
-    run = ttt.run_peer(1, 3, 0.29, ratings)
-    assert (run.epochs_to_target, run.seconds, run.log) == (2, 9.0, str(log))
-    with pytest.raises(UserError, match="the peer failed"):
-        ttt.run_peer(1, 4, 0.29, ratings)          # the stand-in exits 1 for other arguments
-    monkeypatch.setenv("WANT_EXTRA", "yes")         # --peer-env reaches the peer's environment
-    assert ttt.run_peer(1, 3, 0.29, ratings, {"EXTRA": "yes"}).seconds == 9.0
-    with pytest.raises(UserError, match="the peer failed"):
-        ttt.run_peer(1, 3, 0.29, ratings)
+def test_peer_run_i_has_seed_i_minus_1_and_is_timed_from_its_curve(tmp_path, monkeypatch):
+    ratings = tmp_path / "ratings.csv"
+    calls = []
+
+    def run_peer_mlsmall(path, epochs, seed=0, env=None, wait_quiet_s=0):
+        calls.append((path, epochs, seed, env))
+        return PeerCurve(hr_per_epoch=(0.2, 0.3), epoch_seconds=(4.0, 5.0), train_seconds=(3.0, 4.0),
+                         eval_seconds=(1.0, 1.0), startup_s=2.0, foreign_cores=0.0, seed=seed, log=tmp_path / "p.log")
+
+    monkeypatch.setattr(ttt, "run_peer_mlsmall", run_peer_mlsmall)
+    run = ttt.run_peer(3, 12, 0.29, ratings, {"EXTRA": "yes"})
+    assert calls == [(ratings, 12, 2, {"EXTRA": "yes"})]
+    assert (run.label, run.epochs_to_target, run.seconds, run.log) == ("run 3", 2, 9.0, str(tmp_path / "p.log"))
+
+
+def test_a_data_dir_without_the_peers_ratings_fails_before_any_run(tmp_path, capsys):
+    assert main(["time-to-target", "--system", "cpu", "--data-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "holds neither ml-latest-small.zip nor an extracted" in err and err.count("\n") == 1
 
 
 def test_our_time_is_the_logs_run_window(tmp_path, capsys):

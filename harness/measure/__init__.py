@@ -1,0 +1,1 @@
+"""Measurement tooling: running the TF Model Garden peer and comparing measurements of it with ours."""
