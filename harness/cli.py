@@ -12,19 +12,19 @@ import importlib
 import sys
 from typing import Sequence
 
-from harness.errors import UserError
-from harness.tf_runtime import apply_runtime_environment
+from harness.core.errors import UserError
+from harness.core.tf_runtime import apply_runtime_environment
 
 # Modules that provide subcommands, in the order `--help` lists them.
 SUBCOMMAND_MODULES = (
-    "harness.run_command",
-    "harness.systems_command",
-    "harness.data.command",
-    "harness.compliance.command",
-    "harness.report_command",
-    "harness.throughput",
-    "harness.time_to_target",
-    "harness.calibrate",
+    "harness.commands.run",
+    "harness.commands.systems",
+    "harness.commands.data",
+    "harness.commands.check",
+    "harness.commands.report",
+    "harness.measure.throughput",
+    "harness.measure.time_to_target",
+    "harness.measure.calibrate",
 )
 DEFAULT_SUBCOMMAND = "run"
 
@@ -70,7 +70,7 @@ def _with_default_subcommand(argv: list[str], parser: argparse.ArgumentParser) -
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, dispatch, and turn user mistakes into one line on stderr plus a non-zero exit."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    apply_runtime_environment()   # before any command imports TensorFlow (harness.tf_runtime says why)
+    apply_runtime_environment()   # before any command imports TensorFlow (harness.core.tf_runtime says why)
     try:
         parser = build_parser()
         args = parser.parse_args(_with_default_subcommand(args_list, parser))

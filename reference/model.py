@@ -103,7 +103,7 @@ class NeuMF(tf.Module):
     def upper_layers(self, first_layer_activation: tf.Tensor) -> tf.Tensor:
         """The hidden layers after the first, from the first layer's activation (after its ReLU).
 
-        Split out so a fast path can produce that activation its own way (harness.split_mlp).
+        Split out so a fast path can produce that activation its own way (harness.train.fast.split_mlp).
         """
         x = first_layer_activation
         for kernel, bias in zip(self.mlp_kernels[1:], self.mlp_biases[1:]):

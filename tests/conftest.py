@@ -15,7 +15,7 @@ SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from harness.tf_runtime import apply_runtime_environment  # noqa: E402
+from harness.core.tf_runtime import apply_runtime_environment  # noqa: E402
 
 apply_runtime_environment()   # TensorFlow in the tests allocates as in the product's commands
 

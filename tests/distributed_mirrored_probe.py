@@ -5,7 +5,7 @@ pytest process that already ran other TensorFlow tests has done; so the comparis
 a fresh interpreter: `python tests/distributed_mirrored_probe.py OUT.npz [--xla]`.
 
 It builds the same small NeuMF (stateless initialisers: same seed, same weights) twice, once under
-the default strategy (one device) and once under `harness.strategy.build_strategy("mirrored", ...)`
+the default strategy (one device) and once under `harness.distribute.strategy.build_strategy("mirrored", ...)`
 over 2 logical CPUs, then through the harness's own input pipeline and Trainer:
   * evaluates both on one random eval set (rows from `reference.eval_rows`, a user count that
     does not fill the last eval step, so padding rows are exercised too);
@@ -72,8 +72,8 @@ def reference_metrics(model, items: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def run(strategy, num_replicas: int, items, mask, train, xla: bool) -> dict[str, np.ndarray]:
     import tensorflow as tf
 
-    from harness.input_pipeline import eval_dataset, train_dataset
-    from harness.trainer import Trainer
+    from harness.train.input_pipeline import eval_dataset, train_dataset
+    from harness.train.trainer import Trainer
     from reference.model import NeuMF
     from reference.optimizer import AdamConfig
 
@@ -115,7 +115,7 @@ def main() -> int:
     configure_devices()
     import tensorflow as tf
 
-    from harness.strategy import build_strategy
+    from harness.distribute.strategy import build_strategy
     from reference.model import NeuMF
 
     rng = np.random.default_rng(SEED)

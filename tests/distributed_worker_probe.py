@@ -1,7 +1,7 @@
 """One worker of a two-process MultiWorkerMirroredStrategy job, for tests/test_distributed_multiworker.py.
 
 `python tests/distributed_worker_probe.py HOST:PORT,HOST:PORT TASK_INDEX [options]` builds the
-strategy with `harness.strategy.build_strategy` (so with the harness's failure timeouts), a small
+strategy with `harness.distribute.strategy.build_strategy` (so with the harness's failure timeouts), a small
 NeuMF and the harness Trainer, then trains on its own shard one step at a time, printing
   ready <replicas> <hosts> <task_index> <is_chief>
   step <k> <global loss>
@@ -9,7 +9,7 @@ after each step, and `done` at the end (exit 0). When a step fails it prints
   failed <seconds since the last completed step> <describe_distributed_failure(...) or the error>
 and exits 3. `--stall-at K --stall-s S` makes this worker sleep S seconds (alive, heartbeating)
 before step K, as a worker stuck outside the collective would; `--collective-timeout` shortens
-harness.strategy.COLLECTIVE_TIMEOUT_S so that case can be tested quickly.
+harness.distribute.strategy.COLLECTIVE_TIMEOUT_S so that case can be tested quickly.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--collective-timeout", type=int)
     args = parser.parse_args()
 
-    import harness.strategy as strategy_module
+    import harness.distribute.strategy as strategy_module
 
     if args.collective_timeout:
         strategy_module.COLLECTIVE_TIMEOUT_S = args.collective_timeout
@@ -50,8 +50,8 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from harness.input_pipeline import train_dataset
-    from harness.trainer import Trainer
+    from harness.train.input_pipeline import train_dataset
+    from harness.train.trainer import Trainer
     from reference.model import NeuMF
     from reference.optimizer import AdamConfig
 

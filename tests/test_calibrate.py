@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.calibrate import UNREACHABLE_TARGET, suggest_target, success_rate
+from harness.measure.calibrate import UNREACHABLE_TARGET, suggest_target, success_rate
 from harness.cli import main
 
 

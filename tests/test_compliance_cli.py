@@ -12,7 +12,7 @@ from test_compliance_logbuilder import LogBuilder  # noqa: E402
 
 from harness.cli import main  # noqa: E402
 from harness.compliance.tree import required_result_count  # noqa: E402
-from harness.systems import SYSTEM_DESC_FIELDS  # noqa: E402
+from harness.run.profiles import SYSTEM_DESC_FIELDS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.compliance.checker import FAIL, PASS, PASS_WITH_WARNINGS, check_log, check_logs
-from harness.log_parser import parse_log
+from harness.results.log_parser import parse_log
 from reference import constants
 
 USERS = 138_493

@@ -10,7 +10,7 @@ import pytest
 
 from harness.cli import main
 from harness.data import synthetic
-from harness.data.command import SUMMARY_KEYS
+from harness.commands.data import SUMMARY_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ import pytest
 from harness.cli import main
 from harness.data import registry
 from harness.data.prepare import load_dataset
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 def _csv(users: int = 25, per_user: int = 22) -> bytes:

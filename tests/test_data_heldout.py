@@ -11,7 +11,7 @@ import pytest
 from harness.data.heldout import heldout_sha256, tiebreak_keys
 from harness.data.prepare import from_ratings, load_dataset
 from harness.data.rng import splitmix64_step
-from harness.errors import UserError
+from harness.core.errors import UserError
 from reference.constants import MIN_RATINGS
 
 ML_LATEST_SMALL_HELDOUT_SHA256 = "7e3f0c9b1dd63b3f0805fce25638a1b37f3f5bdb719e90c620f63fa8400a0d9f"

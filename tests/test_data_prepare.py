@@ -9,7 +9,7 @@ import pytest
 
 from harness.data import synthetic
 from harness.data.prepare import PREPARATION_VERSION, PreparedData, from_ratings, load_dataset
-from harness.errors import UserError
+from harness.core.errors import UserError
 from reference.constants import MIN_RATINGS
 
 

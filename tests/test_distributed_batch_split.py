@@ -12,8 +12,8 @@ import shutil
 import pytest
 
 from harness.cli import main
-from harness.errors import UserError
-from harness.systems import DEFAULT_SYSTEMS_DIR, load_profile
+from harness.core.errors import UserError
+from harness.run.profiles import DEFAULT_SYSTEMS_DIR, load_profile
 
 
 @pytest.mark.parametrize("system, batch, replicas", [

@@ -4,7 +4,7 @@ Through the real command line (`run_benchmark.py --system cpu-2host --worker-hos
   * a short synthetic run: both workers exit 0, and the shared results root holds one log and
     one result (only the chief writes);
   * SIGKILL of the non-chief once training has started: the chief fails within the stated bound
-    (harness.strategy.FAILURE_DETECTION_BOUND_S) with a one-line error and a non-zero exit, and
+    (harness.distribute.strategy.FAILURE_DETECTION_BOUND_S) with a one-line error and a non-zero exit, and
     no result is counted;
   * SIGKILL of the chief: the other worker fails within the bound, and no complete result exists.
 Through the strategy alone (tests/distributed_worker_probe.py), the two other ways a peer is lost:
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.strategy import (COLLECTIVE_TIMEOUT_S, FAILURE_DETECTION_BOUND_S, HEARTBEAT_TIMEOUT_S,
+from harness.core.errors import UserError
+from harness.distribute.strategy import (COLLECTIVE_TIMEOUT_S, FAILURE_DETECTION_BOUND_S, HEARTBEAT_TIMEOUT_S,
                               describe_distributed_failure, tf_config_from_flags)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,7 +269,7 @@ def test_killing_a_worker_fails_the_chief_within_the_bound(killed_worker, record
 
 @pytest.mark.slow
 def test_killing_a_worker_counts_no_result(killed_worker):
-    from harness.results_tree import ResultsTree
+    from harness.results.tree import ResultsTree
 
     _, root, _, _, _ = killed_worker
     files = result_files(root)
@@ -308,8 +308,8 @@ def test_killing_the_chief_fails_the_worker_within_the_bound(killed_chief, recor
 
 @pytest.mark.slow
 def test_killing_the_chief_leaves_no_complete_result(killed_chief):
-    from harness.log_parser import parse_log
-    from harness.run_record import run_record
+    from harness.results.log_parser import parse_log
+    from harness.results.run_record import run_record
 
     _, root, _, _, _ = killed_chief
     files = result_files(root)
@@ -423,7 +423,7 @@ def test_worker_flags_become_tf_config(monkeypatch):
 
 
 def test_a_cluster_of_the_wrong_size_is_a_user_error(monkeypatch):
-    from harness.strategy import build_strategy
+    from harness.distribute.strategy import build_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     hosts = [f"127.0.0.1:{p}" for p in free_ports(3)]

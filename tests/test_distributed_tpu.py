@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.hardware import resolve_tpu_name
-from harness.systems import load_profile
+from harness.core.errors import UserError
+from harness.distribute.hardware import resolve_tpu_name
+from harness.run.profiles import load_profile
 
 REPO = Path(__file__).resolve().parent.parent
-# The hardware gate gives a silent TPU 20 s (harness.hardware.DEFAULT_TIMEOUT_S); the issue asks
+# The hardware gate gives a silent TPU 20 s (harness.distribute.hardware.DEFAULT_TIMEOUT_S); the issue asks
 # for the error well within 30 s. The subprocess deadline is the hard stop against a hang.
 NO_TPU_ERROR_WITHIN_S = 30
 
@@ -79,7 +79,7 @@ def test_tpu_name_precedence_flag_profile_environment():
 def test_the_tpu_flag_reaches_tpu_cluster_resolver(monkeypatch):
     import tensorflow as tf
 
-    from harness.strategy import build_strategy
+    from harness.distribute.strategy import build_strategy
 
     seen = []
 
@@ -139,8 +139,8 @@ def test_build_strategy_gives_up_on_a_silent_tpu(tmp_path):
     """Past the gate, connecting and initialising are bounded too (TPU_INIT_TIMEOUT_S, shortened here)."""
     code = (
         "import sys\n"
-        "import harness.strategy as s\n"
-        "from harness.errors import UserError\n"
+        "import harness.distribute.strategy as s\n"
+        "from harness.core.errors import UserError\n"
         "s.TPU_INIT_TIMEOUT_S = 3\n"
         "try:\n"
         f"    s.build_strategy('tpu', 'tpu', 8, 1, tpu_name='grpc://127.0.0.1:{closed_port()}')\n"

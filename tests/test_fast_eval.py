@@ -1,4 +1,4 @@
-"""The fast eval (harness.fast_eval) ranks exactly as the plain reference eval.
+"""The fast eval (harness.train.fast.fast_eval) ranks exactly as the plain reference eval.
 
 Why: HR@10 decides success, and ranking is decided by exact comparisons. The fast path adds the
 user and item halves of the first layer instead of one matmul over their concatenation, so its
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness.fast_eval import catalogue_parts, eval_logits
-from harness.input_pipeline import eval_dataset, train_dataset
-from harness.trainer import Trainer
+from harness.train.fast.fast_eval import catalogue_parts, eval_logits
+from harness.train.input_pipeline import eval_dataset, train_dataset
+from harness.train.trainer import Trainer
 from reference.constants import EVAL_ROW
 from reference.eval_rows import duplicate_mask
 from reference.metrics import true_item_positions_numpy

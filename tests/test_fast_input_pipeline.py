@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from harness.input_pipeline import eval_dataset, order_by_user, steps_for, train_dataset
+from harness.train.input_pipeline import eval_dataset, order_by_user, steps_for, train_dataset
 
 
 def collect(users, items, labels, steps, batch, user_order=False):
@@ -59,7 +59,7 @@ def test_empty_shard_gives_one_all_padding_batch():
 
 def test_train_and_eval_datasets_run_without_autotuning():
     """With tf.data autotuning on, dropping an epoch's iterator blocked for about 1.9 s in half the
-    epochs, inside the timed region (see harness.input_pipeline.PREFETCH_BATCHES)."""
+    epochs, inside the timed region (see harness.train.input_pipeline.PREFETCH_BATCHES)."""
     ids = np.zeros(10, np.int32)
     strategy = tf.distribute.get_strategy()
     train = train_dataset(strategy, ids, ids, ids.astype(np.float32), 1, 16, 1)

@@ -1,4 +1,4 @@
-"""The exact lazy Adam (harness.lazy_adam, Trainer optimizer_impl="lazy_exact") equals dense Adam.
+"""The exact lazy Adam (harness.train.fast.lazy_adam, Trainer optimizer_impl="lazy_exact") equals dense Adam.
 
 Why these tests: lazy_exact must be dense Adam in disguise (a profile may choose it), and the
 default dense update of a table with distinct rows is itself written in plain operations. They
@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness.input_pipeline import train_dataset
-from harness.lazy_adam import apply_dense_adam_from_rows, replay_sorted, sort_by_skipped, step_size
-from harness.split_mlp import dense_from_rows, distinct_rows_and_slots
-from harness.trainer import Trainer
+from harness.train.input_pipeline import train_dataset
+from harness.train.fast.lazy_adam import apply_dense_adam_from_rows, replay_sorted, sort_by_skipped, step_size
+from harness.train.fast.split_mlp import dense_from_rows, distinct_rows_and_slots
+from harness.train.trainer import Trainer
 from reference.model import NeuMF
 from reference.optimizer import AdamConfig, apply_adam, bias_corrections
 

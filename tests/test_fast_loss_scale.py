@@ -1,4 +1,4 @@
-"""Dynamic loss scaling for float16 (harness.loss_scale) on both training paths, run on CPU.
+"""Dynamic loss scaling for float16 (harness.train.fast.loss_scale) on both training paths, run on CPU.
 
 Why: mixed_float16 profiles (GPU) depend on it, and no GPU is available here; CPU float16 runs
 the same graph slowly but with the same overflow behaviour. Checked: a non-finite step changes
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness.input_pipeline import train_dataset
-from harness.loss_scale import DynamicLossScale
-from harness.trainer import Trainer
+from harness.train.input_pipeline import train_dataset
+from harness.train.fast.loss_scale import DynamicLossScale
+from harness.train.trainer import Trainer
 from reference.model import NeuMF
 from reference.optimizer import AdamConfig
 

@@ -1,4 +1,4 @@
-"""The split first layer and per-batch distinct rows (harness.split_mlp) against the model's forward.
+"""The split first layer and per-batch distinct rows (harness.train.fast.split_mlp) against the model's forward.
 
 Why: training and eval both compute the first MLP layer as user half + item half once per
 distinct row; these tests pin the pieces that must be exactly right (distinct rows and the
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness.fast_paths import ALL_ROWS, DISTINCT, example_frequencies, expected_distinct, plan_side
-from harness.split_mlp import distinct_count, distinct_rows, split_logits
+from harness.train.fast.choice import ALL_ROWS, DISTINCT, example_frequencies, expected_distinct, plan_side
+from harness.train.fast.split_mlp import distinct_count, distinct_rows, split_logits
 from reference.model import NeuMF
 
 LOGIT_TOLERANCE = dict(rtol=1e-5, atol=1e-6)

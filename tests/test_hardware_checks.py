@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import hardware
-from harness.errors import UserError
-from harness.hardware import check_cluster, check_declared_hardware, resolve_tpu_name
-from harness.provenance import collect_provenance, git_commit, host_fingerprint
-from harness.systems import load_profile
+from harness.distribute import hardware
+from harness.core.errors import UserError
+from harness.distribute.hardware import check_cluster, check_declared_hardware, resolve_tpu_name
+from harness.distribute.provenance import collect_provenance, git_commit, host_fingerprint
+from harness.run.profiles import load_profile
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_multi_host_needs_a_cluster(no_tpu_env, monkeypatch):
 
 
 def test_host_info_and_fingerprint_need_no_tensorflow():
-    code = ("import sys; from harness.provenance import host_fingerprint, collect_provenance; "
+    code = ("import sys; from harness.distribute.provenance import host_fingerprint, collect_provenance; "
             "fp = host_fingerprint(); p = collect_provenance(tensorflow=False); "
             "assert 'tensorflow' not in sys.modules; print(fp, p['tensorflow_version'])")
     out = subprocess.run(["python", "-c", code], capture_output=True, text=True, check=True,

@@ -6,7 +6,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from harness.input_stall import InputStall, trace_input_stall  # noqa: E402
+from harness.measure.input_stall import InputStall, trace_input_stall  # noqa: E402
 
 STEPS = 8
 

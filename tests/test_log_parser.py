@@ -1,4 +1,4 @@
-"""harness.log_parser: both MLPerf line formats, console noise, and garbage that must not crash."""
+"""harness.results.log_parser: both MLPerf line formats, console noise, and garbage that must not crash."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_compliance_logbuilder import LogBuilder  # noqa: E402
 
-from harness.errors import UserError  # noqa: E402
-from harness.log_parser import parse_log  # noqa: E402
+from harness.core.errors import UserError  # noqa: E402
+from harness.results.log_parser import parse_log  # noqa: E402
 
 
 def _write(tmp_path: Path, text: str | bytes, name: str = "log.txt") -> Path:

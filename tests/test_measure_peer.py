@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import tf_runtime
-from harness.errors import UserError
+from harness.core import tf_runtime
+from harness.core.errors import UserError
 from harness.measure import peer, peer_launcher
 
 THROUGHPUT_RESULT = {"batch_size": 4096, "enable_xla": True, "exp_per_second_excl_first_interval": 150000.0,

@@ -6,7 +6,7 @@ breakdown.
 """
 from __future__ import annotations
 
-from harness.op_profile import OTHER, Instruction, category, hlo_instructions, profile_step
+from harness.measure.op_profile import OTHER, Instruction, category, hlo_instructions, profile_step
 
 HLO = """
   %MatMul.18 = f32[98304,256]{1,0} dot(%a, %b), lhs_contracting_dims={1}, metadata={op_type="MatMul" op_name="x"}

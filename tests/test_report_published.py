@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from harness import report
+from harness.report import collect as report
 from harness.cli import main
 
 PUBLISHED = Path("data") / "mlperf-v0.5-ncf"

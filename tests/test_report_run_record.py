@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.run_record import forward_macs, run_record
+from harness.results.run_record import forward_macs, run_record
 
 
 def event(key, value=None, time_ms=0.0, line_no=0, **metadata):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import report
+from harness.report import collect as report
 from tests.test_report_run_record import mllog_events
 
 PRICE, PEAK = 3.6, 2.0e12

@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
-from harness.errors import UserError
-from harness.results_tree import ResultsTree
-from harness.systems import DEFAULT_SYSTEMS_DIR, load_profile, resolved_description
+from harness.core.errors import UserError
+from harness.results.tree import ResultsTree
+from harness.run.profiles import DEFAULT_SYSTEMS_DIR, load_profile, resolved_description
+from harness.run.system_description import write_system_description
 
 
 def test_claims_count_from_zero_and_create_the_log(tmp_path):
@@ -110,21 +111,21 @@ def test_bad_system_names_are_refused(tmp_path):
 def test_system_description_written_then_unchanged_then_refused(tmp_path):
     tree = ResultsTree(tmp_path)
     desc = resolved_description(load_profile("cpu"))
-    assert tree.write_system_description("cpu", desc) == "written"
+    assert write_system_description(tree, "cpu", desc) == "written"
     path = tmp_path / "systems" / "cpu.json"
     assert json.loads(path.read_text()) == desc
     from mlperf_logging.system_desc_checker.system_desc_checker import check_system_desc
 
     assert check_system_desc(str(path), "training", "0.6.0")[0]  # the official field check
-    assert tree.write_system_description("cpu", desc) == "unchanged"
+    assert write_system_description(tree, "cpu", desc) == "unchanged"
     other_host = {**desc, "host_processor_model_name": "Some Other CPU"}
     with pytest.raises(UserError, match=r"already describes a different system \(host_processor_model_name: "
                                         r".* there, \"Some Other CPU\" here\); pass --system-name"):
-        tree.write_system_description("cpu", other_host)
+        write_system_description(tree, "cpu", other_host)
     other_batch = json.loads(json.dumps(desc))
     other_batch["harness"]["global_batch_size"] = 2048
     with pytest.raises(UserError, match=r"harness\.global_batch_size: 98304 there, 2048 here"):
-        tree.write_system_description("cpu", other_batch)
+        write_system_description(tree, "cpu", other_batch)
     assert json.loads(path.read_text()) == desc  # never clobbered
 
 
@@ -134,17 +135,17 @@ def test_the_projects_own_profile_is_never_overwritten(tmp_path):
     before = (tmp_path / "systems" / "cpu.json").read_text()
     tree = ResultsTree(tmp_path)
     profile = load_profile("cpu", tmp_path / "systems")
-    assert tree.write_system_description("cpu", resolved_description(profile)) == "profile"
+    assert write_system_description(tree, "cpu", resolved_description(profile)) == "profile"
     assert (tmp_path / "systems" / "cpu.json").read_text() == before
     # The cpu profile's resolved description written under another profile's name: refused.
     with pytest.raises(UserError, match=r"Refusing to overwrite the system profile .*gpu-h100-x1\.json "
                                         r"\(its harness section differs"):
-        tree.write_system_description("gpu-h100-x1", resolved_description(profile))
+        write_system_description(tree, "gpu-h100-x1", resolved_description(profile))
     # A declared field that disagrees with the run: refused too.
     changed = resolved_description(profile)
     changed["cooling"] = "liquid"
     with pytest.raises(UserError, match=r"its cooling is 'unknown', this run's is 'liquid'"):
-        tree.write_system_description("cpu", changed)
+        write_system_description(tree, "cpu", changed)
     # --system-name gives the resolved description its own file.
-    assert tree.write_system_description("cpu-myhost", resolved_description(profile)) == "written"
+    assert write_system_description(tree, "cpu-myhost", resolved_description(profile)) == "written"
     assert (tmp_path / "systems" / "cpu.json").read_text() == before

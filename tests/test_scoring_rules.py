@@ -9,8 +9,8 @@ import statistics
 import numpy as np
 import pytest
 
-from harness import scoring
-from harness.scoring import Attempt
+from harness.report import scoring
+from harness.report.scoring import Attempt
 
 
 def attempts(times, failed=(), starts=None):

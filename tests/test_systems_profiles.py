@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.errors import UserError
-from harness.systems import (DEFAULT_SYSTEMS_DIR, DETECT, KNOWN_HYPERPARAMETER_SETS,
+from harness.core.errors import UserError
+from harness.run.profiles import (DEFAULT_SYSTEMS_DIR, DETECT, KNOWN_HYPERPARAMETER_SETS,
                              SYSTEM_DESC_FIELDS, list_profiles, load_profile,
                              resolved_description)
 
@@ -62,7 +62,7 @@ def test_resolved_description_fills_every_detect_field():
 
 
 def load_profile_from_dict(data: dict):
-    from harness.systems import parse_profile
+    from harness.run.profiles import parse_profile
 
     return parse_profile("x", Path("x.json"), data)
 

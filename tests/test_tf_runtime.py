@@ -1,4 +1,4 @@
-"""The harness's TensorFlow runtime environment (harness.tf_runtime): a caching CPU allocator.
+"""The harness's TensorFlow runtime environment (harness.core.tf_runtime): a caching CPU allocator.
 
 Why: without it, every buffer above glibc's 32 MB mmap threshold is fresh memory each time, and
 a training step at ml-20m size spent most of its kernel time zeroing pages (the module
@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from harness import tf_runtime
+from harness.core import tf_runtime
 from tests.conftest import REPO
 
 KEY = "TF_CPU_ALLOCATOR_USE_BFC"
@@ -47,7 +47,7 @@ def test_a_users_own_setting_wins(clean):
 FAULTS_PROBE = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
-from harness.tf_runtime import apply_runtime_environment, start_tensorflow
+from harness.core.tf_runtime import apply_runtime_environment, start_tensorflow
 apply_runtime_environment()
 tf = start_tensorflow()
 big = tf.function(lambda x: tf.reduce_sum(tf.tile(x, [4096, 1]) * 2.0))   # a fresh 64 MB temporary per call

@@ -1,7 +1,7 @@
 """`run_benchmark.py throughput`: dry runs for every kind of profile, user errors, one tiny real run.
 
 Why: the dry run is the only throughput output GPU and TPU profiles get here, so what it says
-must be what the Trainer would do (both read harness.fast_paths); the real run must produce every
+must be what the Trainer would do (both read harness.train.fast.choice); the real run must produce every
 figure the report promises. No test asserts a speed: figures depend on the machine and its load.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import fast_paths
+from harness.train.fast import choice as fast_paths
 from harness.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def test_user_errors(capsys):
 
 
 def test_each_peer_run_is_held_against_the_two_measurements_of_ours_around_it():
-    from harness.throughput import peer_ratios
+    from harness.measure.throughput import peer_ratios
 
     # ours 200k, peer 140k, ours 220k, peer 160k, ours 240k, peer 100k, ours 180k
     ratios = peer_ratios([200e3, 220e3, 240e3, 180e3], [140e3, 160e3, 100e3])
@@ -162,7 +162,7 @@ def test_tiny_ablation_interleaves_every_variant(tmp_path):
 
 def test_each_peer_round_reports_the_peers_run(monkeypatch):
     """`--peer` runs harness.measure.peer at our batch size and XLA setting, with the quiet wait and --peer-env."""
-    from harness import throughput
+    from harness.measure import throughput
     from harness.measure.peer import PeerThroughput
 
     calls = []

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import time_to_target as ttt
+from harness.measure import time_to_target as ttt
 from harness.cli import main
-from harness.log_parser import parse_log
+from harness.results.log_parser import parse_log
 from harness.measure.peer import PeerCurve
-from harness.run_record import run_record
+from harness.results.run_record import run_record
 
 
 def _peer_log(path: Path, hr: list[float], seconds: list[float]) -> Path:

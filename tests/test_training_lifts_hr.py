@@ -13,8 +13,8 @@ def test_two_epochs_on_ml_latest_small_lift_hr(shared_dir, tmp_path):
 
     from harness.data.prepare import load_dataset
     from harness.data.sampling import epoch_examples, eval_negatives
-    from harness.input_pipeline import eval_dataset, steps_for, train_dataset
-    from harness.trainer import Trainer
+    from harness.train.input_pipeline import eval_dataset, steps_for, train_dataset
+    from harness.train.trainer import Trainer
     from reference.eval_rows import duplicate_mask, eval_items
     from reference.model import NeuMF
     from reference.optimizer import AdamConfig

@@ -16,8 +16,8 @@ from typing import Iterable
 from harness.compliance.engine import ENGINE_PARSE_SUMMARY, run_engine
 from harness.compliance.rules import DIVISIONS
 from harness.compliance.v05 import MAX_LISTED, check_v05, entry_division
-from harness.errors import UserError
-from harness.log_parser import LogEvent, ParsedLog, parse_log
+from harness.core.errors import UserError
+from harness.results.log_parser import LogEvent, ParsedLog, parse_log
 
 DIVISION_CHOICES = ("auto", *DIVISIONS)
 PASS, PASS_WITH_WARNINGS, FAIL = "PASS", "PASS with warnings", "FAIL"

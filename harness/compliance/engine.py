@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.compliance.rules import ENGINE_RULESET, ENGINE_USAGE, resolve_rulesets
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 WORKER = Path(__file__).resolve().parent / "_engine_worker.py"
 WORKER_TIMEOUT_S = 600

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.atomic import atomic_write_text
+from harness.core.atomic import atomic_write_text
 from reference import constants
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "rulesets"

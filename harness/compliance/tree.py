@@ -14,8 +14,8 @@ from pathlib import Path
 
 from harness.compliance.checker import Verdict, check_logs
 from harness.compliance.rules import DIVISIONS
-from harness.errors import UserError
-from harness.systems import DETECT, STATUSES, SYSTEM_DESC_FIELDS
+from harness.core.errors import UserError
+from harness.results.system_desc import DETECT, STATUSES, SYSTEM_DESC_FIELDS
 from reference import constants
 
 RESULT_LOG = re.compile(r"result_(\d+)\.txt")

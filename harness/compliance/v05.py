@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.log_parser import LogEvent, ParsedLog
+from harness.results.log_parser import LogEvent, ParsedLog
 from reference import constants
 
 BENCHMARK_ORDER = ("run_start", "run_stop", "run_final")

@@ -24,7 +24,7 @@ from typing import Callable
 
 from harness.data.movielens import check_zip
 from harness.data.registry import DatasetSpec
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 Progress = Callable[[str], None]
 

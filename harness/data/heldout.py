@@ -21,7 +21,7 @@ import hashlib
 import numpy as np
 
 from harness.data.rng import splitmix64_step
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 TIEBREAK_RULE = "splitmix64"
 RAW_ID_LIMIT = 1 << 32   # user and item ids are packed into one 64-bit key, 32 bits each

@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.data.heldout import check_raw_ids
 from harness.data.registry import CSV_FORMAT, DAT_FORMAT, TSV_FORMAT
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 
 @dataclass(frozen=True)

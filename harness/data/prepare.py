@@ -32,13 +32,13 @@ from typing import Callable
 
 import numpy as np
 
-from harness.atomic import atomic_write_bytes
+from harness.core.atomic import atomic_write_bytes
 from harness.data import synthetic
 from harness.data.download import Progress, cache_root, check_md5, fetch_zip
 from harness.data.heldout import TIEBREAK_RULE, check_raw_ids, choose_among_ties, heldout_sha256, tiebreak_keys
 from harness.data.movielens import RatingFile, read_ratings, sha256_of
 from harness.data.registry import DatasetSpec, get_spec
-from harness.errors import UserError
+from harness.core.errors import UserError
 from reference.constants import MIN_RATINGS
 
 PREPARATION_VERSION = f"loo-v2-min{MIN_RATINGS}-tiebreak-{TIEBREAK_RULE}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 
 GROUPLENS_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 

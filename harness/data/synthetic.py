@@ -43,7 +43,7 @@ from typing import Iterator
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.core.errors import UserError
 from reference.constants import MIN_RATINGS
 
 SYNTHETIC_VERSION = "synth-v2"

@@ -29,15 +29,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.atomic import atomic_write_bytes
+from harness.core.atomic import atomic_write_bytes
 from harness.data.download import cache_root
 from harness.data.movielens import RatingFile, sha256_of
 from harness.data.prepare import UnverifiedDataWarning, _locate
 from harness.data.registry import get_spec
-from harness.errors import UserError
+from harness.core.errors import UserError
 from harness.measure import peer_launcher
 from harness.measure.peer_launcher import RESULT_PREFIX, machine_busy_seconds
-from harness.tf_runtime import user_environment
+from harness.core.tf_runtime import user_environment
 
 PEER_DIR_ENV = "NCF_PEER_DIR"
 PEER_DATASET = "ml-latest-small"      # the only real dataset the peer is run on

@@ -1,0 +1,1 @@
+"""One module per subcommand of run_benchmark.py: parse flags, call the library, print."""

@@ -1,0 +1,1 @@
+"""Where a run executes: host facts and the hardware gate, tf.distribute strategies and cluster specs, provenance."""

@@ -1,0 +1,1 @@
+"""Reports over result logs: collecting runs, MLPerf scoring, tables and charts."""

@@ -1,0 +1,1 @@
+"""MLPerf result files without TensorFlow: the log writer, the log parser, run records and the results tree."""

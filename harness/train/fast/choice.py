@@ -1,0 +1,176 @@
+"""Which of the Trainer's fast paths run on a given topology: decided here, once, without TensorFlow.
+
+The Trainer (harness.train.trainer) applies these rules when it is built, and `throughput --dry-run`
+prints them for profiles whose hardware is not present (GPU, TPU), so both always agree.
+
+- Fused step: gradient and update of a training step in one XLA program. Needs XLA and exactly
+  one replica (a single CPU or GPU; not TPUStrategy, whose steps are already whole XLA programs
+  under the distributed path), and no L2 penalty on the tables.
+- Optimizer implementation: "dense" (the reference), "lazy_exact" (dense Adam's results to float
+  tolerance, rows updated when touched; needs the fused step and no L2 penalty on the tables),
+  "lazy_adam" (MLPerf's Lazy Adam: different results; only when the profile names it).
+  "auto" is dense: on this project's CPU measurements lazy_exact, although exact (equal to
+  dense Adam on the same step to rounding), was slower at both scales tried (ml-20m sizes, batch 98,304,
+  `throughput --ablation`: 187k vs 214k and 177k vs 185k examples/s in two invocations;
+  ml-latest-small sizes, batch 2,048: 119k vs 156k). Replaying a row's
+  skipped steps is the same arithmetic as dense Adam, only deferred; what it saves (streaming
+  untouched rows) is less than what it costs under XLA on CPU (sorting rows by skipped steps,
+  gathering and scattering rows, a masked replay loop). It stays available, tested, for
+  hardware where that balance differs.
+- Split first layer: per side (users, items) of a training batch, either every table row
+  (ALL_ROWS: the table is no larger than the batch) or the batch's distinct rows (DISTINCT),
+  with a static capacity planned from row frequencies (`plan_side`).
+- Batches ordered by user: on the fused path, each training batch is sorted by user id before
+  the step (harness.train.input_pipeline.order_by_user), so the step's per-user gathers and gradient sums
+  read memory in order. The batches are the same; only float rounding changes.
+- Loss scaling: dynamic for float16 compute (mixed_float16); none for float32 and bfloat16.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+DENSE = "dense"
+LAZY_EXACT = "lazy_exact"
+LAZY_ADAM = "lazy_adam"
+IMPLEMENTATIONS = (DENSE, LAZY_EXACT, LAZY_ADAM)
+AUTO = "auto"
+
+# Modes of one side (users or items) of a training batch.
+ALL_ROWS = "all"        # use every row of the table: the table is no larger than the batch
+DISTINCT = "distinct"   # deduplicate the batch's ids first (static capacity, exact fallback)
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    """How one side of a training batch is computed: every table row, or the batch's distinct rows.
+
+    `capacity` is the static number of distinct rows planned for (DISTINCT), `full_capacity` the
+    bound that always holds (min(batch, rows)); a batch exceeding `capacity` runs the full variant.
+    """
+
+    mode: str
+    num_rows: int
+    capacity: int
+    full_capacity: int
+
+    @property
+    def needs_fallback(self) -> bool:
+        return self.mode == DISTINCT and self.capacity < self.full_capacity
+
+
+def expected_distinct(batch: int, frequencies: np.ndarray) -> tuple[float, float]:
+    """(mean, standard deviation) of the distinct ids in `batch` draws with these probabilities.
+
+    Draws are treated as independent (a batch is a slice of a shuffled epoch: close to it);
+    the variance uses the independent-indicator approximation, which overstates it slightly.
+    """
+    p = np.asarray(frequencies, np.float64)
+    p = p / p.sum()
+    absent = np.exp(batch * np.log1p(-np.minimum(p, 1 - 1e-12)))
+    mean = float(np.sum(1.0 - absent))
+    var = float(np.sum(absent * (1.0 - absent)))
+    return mean, math.sqrt(var)
+
+
+def plan_side(num_rows: int, batch: int, frequencies: np.ndarray | None = None) -> SidePlan:
+    """Choose ALL_ROWS or DISTINCT for a side with `num_rows` table rows and `batch` ids per step.
+
+    ALL_ROWS when the table is no larger than the batch (computing every row costs no more than
+    one row per example, and needs no deduplication). Otherwise DISTINCT with a capacity of the
+    expected distinct count plus 8 standard deviations, rounded up to `granularity`: with
+    `frequencies` (relative frequency of each row among training examples) the estimate is the
+    data's own; without, uniform frequencies, which maximise the expected count (an upper bound).
+    Capacities of large batches are multiples of 256 (the lazy-Adam replay block), small ones of 8.
+    """
+    full = min(batch, num_rows)
+    if num_rows <= batch:
+        return SidePlan(ALL_ROWS, num_rows, num_rows, num_rows)
+    freq = np.ones(num_rows) if frequencies is None else np.asarray(frequencies, np.float64)
+    if freq.shape != (num_rows,) or not np.all(freq >= 0) or freq.sum() <= 0:
+        raise ValueError(f"frequencies must be {num_rows} non-negative numbers with a positive sum")
+    mean, std = expected_distinct(batch, freq)
+    return SidePlan(DISTINCT, num_rows, min(capacity_for(mean, batch, std), full), full)
+
+
+def capacity_for(expected: float, batch: int, std: float | None = None) -> int:
+    """Distinct rows to plan for: `expected` + 8 standard deviations (default sqrt(expected)),
+    rounded up to 256 for large batches (the lazy-Adam replay block) or 8 for small ones."""
+    granularity = 256 if batch >= 4096 else 8
+    std = math.sqrt(max(expected, 1.0)) if std is None else std
+    return int(math.ceil((expected + 8 * std + 1) / granularity) * granularity)
+
+
+def example_frequencies(data, num_neg: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) relative frequencies among an epoch's training examples, from PreparedData.
+
+    A user appears once per training positive plus `num_neg` times for its negatives, so in
+    proportion to its positives; an item appears once per positive plus, on average,
+    num_neg * positives / items times as a (uniform) negative. Only for planning capacities.
+    """
+    users = np.bincount(data.train_users, minlength=data.num_users).astype(np.float64)
+    items = np.bincount(data.train_items, minlength=data.num_items).astype(np.float64)
+    items += num_neg * len(data.train_items) / max(1, data.num_items)
+    return users, items
+
+
+def lazy_table(plan: SidePlan, impl: str) -> bool:
+    """Whether a table with this plan gets lazy (row-wise) updates under optimizer `impl`.
+
+    Whole-table sides always get dense Adam: every row is read anyway.
+    """
+    return impl != DENSE and plan.mode != ALL_ROWS
+
+
+def fused_step_applies(xla: bool, num_replicas: int, tpu: bool, regularised: bool = False) -> bool:
+    """True when one XLA program can hold a whole training step (see the module docstring).
+
+    Not with an L2 penalty on the tables (`regularised`): the fused step differentiates with
+    respect to the rows a batch reads, and the penalty's gradient is on every row.
+    """
+    return bool(xla) and num_replicas == 1 and not tpu and not regularised
+
+
+def choose_optimizer_impl(requested: str, fused: bool, regularised: bool) -> str:
+    """The optimizer implementation to run; raises ValueError for impossible combinations.
+
+    "auto" is dense (see the module docstring for the measurements behind it). Lazy variants
+    need the fused step, and an L2 penalty on the tables gives every row a gradient every step,
+    which leaves nothing to be lazy about.
+    """
+    impl = DENSE if requested == AUTO else requested
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"optimizer_impl must be one of {IMPLEMENTATIONS} or {AUTO!r}, got {requested!r}")
+    if impl != DENSE and regularised:
+        raise ValueError("lazy Adam cannot be used with mf_regularization (its gradient touches every row)")
+    if impl != DENSE and not fused:
+        raise ValueError(f"optimizer_impl {impl!r} needs one replica with XLA (the fused step)")
+    return impl
+
+
+def optimizer_impl_for(optimizer_name: str) -> str:
+    """Trainer `optimizer_impl` for a profile's optimizer name ("adam" or "lazy_adam").
+
+    "adam" means Adam's results: dense or the exact lazy form, whichever runs ("auto").
+    "lazy_adam" is MLPerf's Lazy Adam, a different optimizer the closed division allows; it is
+    only ever used when the profile asks for it by name (and the run logs opt_name lazy_adam).
+    """
+    return LAZY_ADAM if optimizer_name == LAZY_ADAM else AUTO
+
+
+def loss_scaling_for(precision: str) -> str | None:
+    """"dynamic" for mixed_float16 (float16 gradients underflow without it), else None."""
+    return "dynamic" if precision == "mixed_float16" else None
+
+
+def planned_settings(xla: bool, num_replicas: int, device: str, precision: str, optimizer_name: str,
+                     regularised: bool = False) -> dict:
+    """What the Trainer will run for a plan, as `Trainer.describe()` reports it (no TensorFlow)."""
+    fused = fused_step_applies(xla, num_replicas, device == "tpu", regularised)
+    return {"path": "fused" if fused else "distributed", "xla": bool(xla),
+            "optimizer_impl": choose_optimizer_impl(optimizer_impl_for(optimizer_name), fused, regularised),
+            "split_first_layer": True, "user_ordered_batches": fused, "fast_eval": True,
+            "loss_scale": loss_scaling_for(precision),
+            "eval_output_layer": "float32"}

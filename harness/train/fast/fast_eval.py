@@ -1,0 +1,73 @@
+"""Evaluation with the first MLP layer split: the item half once per catalogue item per eval,
+the user half once per user, then per candidate pair only the rest of the network.
+
+Why: an eval scores every user against 1,000 candidates (ml-20m: 138.5M pairs per epoch). The
+reference path runs the whole network per pair (about 106,600 multiply-adds, REFERENCE §4);
+here a pair costs the add of two precomputed halves, the ReLU tower after the first layer and
+the output layer (about 41,000), which is what moves eval past "0.21 MFLOP per pair".
+
+Ranking uses `reference.metrics.hit_and_ndcg_sums` (count the columns that beat the true item
+instead of a full argsort), equal to the seed's argsort path for every non-NaN logit.
+
+Exactness: the first layer's sum runs as (user half + item half) + bias instead of one matmul
+over the concatenation, so logits differ from `NeuMF.__call__` in the last bits (the reference
+path itself differs that much between eval batch sizes, as the matmul kernel blocks M
+differently). HR/NDCG can change only if two of a row's logits lie within that rounding of each
+other and straddle the true item's; tests/test_fast_eval.py shows identical HR/NDCG on random
+and trained models and bounds the logit difference.
+
+Mixed precision: the network runs in the model's compute dtype up to the last hidden layer; the
+output layer always runs in float32 (float16/bfloat16 logits would create ties that count
+against the true item; see reference/metrics.py).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from reference import constants
+from reference.metrics import hit_and_ndcg_sums
+from reference.model import NeuMF
+from harness.train.fast.split_mlp import first_layer_halves, half_activation
+
+
+def catalogue_parts(model: NeuMF) -> tuple[tf.Tensor, tf.Tensor]:
+    """(item GMF vectors [items, mf], item half of the first layer [items, layers[1]]) for every item."""
+    _, item_kernel = first_layer_halves(model)
+    table = model.embedding_item
+    item_mf = tf.cast(table[:, : model.mf_dim], model.compute_dtype)
+    return item_mf, half_activation(model, tf.convert_to_tensor(table), item_kernel)
+
+
+def output_logit_fp32(model: NeuMF, mf_vector: tf.Tensor, mlp_vector: tf.Tensor) -> tf.Tensor:
+    """The output layer in float32 whatever the compute dtype (identical to the model's for fp32)."""
+    if model.compute_dtype == tf.float32:
+        return model.output_logit(mf_vector, mlp_vector)
+    x = tf.cast(tf.concat([mf_vector, mlp_vector], axis=1), tf.float32)
+    return tf.reshape(tf.matmul(x, model.output_kernel) + model.output_bias, [-1])
+
+
+def eval_logits(model: NeuMF, users: tf.Tensor, items: tf.Tensor,
+                catalogue: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+    """float32 [n * 1000] logits for users [n] against their candidate rows items [n, 1000]."""
+    item_mf, item_half = catalogue
+    dtype = model.compute_dtype
+    user_kernel, _ = first_layer_halves(model)
+    user_rows = tf.gather(model.embedding_user, users)
+    user_half = half_activation(model, user_rows, user_kernel)                # [n, L1], once per user
+    preact = user_half[:, tf.newaxis, :] + tf.gather(item_half, items)        # [n, 1000, L1]
+    preact = preact + tf.cast(model.mlp_biases[0], dtype)
+    user_mf = tf.cast(user_rows[:, : model.mf_dim], dtype)
+    mf_vector = user_mf[:, tf.newaxis, :] * tf.gather(item_mf, items)          # [n, 1000, mf]
+    width = preact.shape[-1]
+    mlp_vector = model.mlp_tower(tf.reshape(preact, [-1, width]))
+    return output_logit_fp32(model, tf.reshape(mf_vector, [-1, model.mf_dim]), mlp_vector)
+
+
+def eval_sums(model: NeuMF, users: tf.Tensor, items: tf.Tensor, dup_mask: tf.Tensor,
+              catalogue: tuple[tf.Tensor, tf.Tensor], match_mlperf: bool) -> tf.Tensor:
+    """float32 [3]: (hits, NDCG sum, real rows) of one batch; padding rows count nothing."""
+    logits = eval_logits(model, users, items, catalogue)
+    hits, ndcg_sum, real = hit_and_ndcg_sums(
+        tf.reshape(logits, [-1, constants.EVAL_ROW]), tf.reshape(dup_mask, [-1, constants.EVAL_ROW]),
+        match_mlperf=match_mlperf)
+    return tf.stack([tf.cast(hits, tf.float32), ndcg_sum, tf.cast(real, tf.float32)])
