@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from harness.distribute import hardware
 from harness.core.errors import UserError
+from harness.core.timeouts import TIMEOUT, call_with_timeout
+from harness.distribute import hardware
 from harness.distribute.hardware import check_cluster, check_declared_hardware, resolve_tpu_name
 from harness.distribute.provenance import collect_provenance, git_commit, host_fingerprint
 from harness.run.profiles import load_profile
@@ -84,6 +87,22 @@ def test_gpu_check_asks_tensorflow(no_tpu_env, monkeypatch):
     monkeypatch.setattr(hardware, "_gpu_device_nodes", lambda: ["/dev/nvidia0"])
     with pytest.raises(UserError, match=r"^System gpu-a100-x1 expects 1 GPU per host .*found none: "):
         check_declared_hardware(load_profile("gpu-a100-x1"), timeout_s=25)
+
+
+def test_bounded_call_returns_the_result_or_the_error():
+    assert call_with_timeout(lambda: 42, timeout_s=5) == (True, 42)
+    ok, error = call_with_timeout(lambda: 1 / 0, timeout_s=5)
+    assert not ok and isinstance(error, ZeroDivisionError)
+
+
+def test_bounded_call_gives_up_on_a_hung_call():
+    release = threading.Event()
+    started = time.monotonic()
+    try:
+        assert call_with_timeout(release.wait, timeout_s=0.2) == (False, TIMEOUT)
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()  # let the abandoned daemon thread finish
 
 
 def test_detect_accelerators_reports_tensorflow_view():

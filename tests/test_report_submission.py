@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.report import collect as report
+from harness import report
 from tests.test_report_run_record import mllog_events
 
 PRICE, PEAK = 3.6, 2.0e12
@@ -134,8 +134,6 @@ def test_without_a_checker_runs_are_marked_unchecked(root):
 def test_real_checker_keeps_our_incomplete_logs_out_of_the_score(root):
     """These hand-written logs lack most required keys (init_start, hyperparameters...): the
     compliance package must fail them, and then nothing may be scored."""
-    if report.default_checker() is None:
-        pytest.skip("harness.compliance is not available yet")
     built = report.build_report([root / "results" / "cpu-a"])
     assert {r.compliance for r in built.runs} == {"failed"}
     assert all(r.scoring.startswith("excluded:") for r in built.runs)
@@ -147,8 +145,6 @@ def test_real_checker_keeps_our_incomplete_logs_out_of_the_score(root):
 def test_compliant_logs_are_scored_and_a_broken_one_is_not(tmp_path):
     """Logs the compliance tests' builder writes (known to pass the real checker): today's rule
     over the passing ones; a copy missing one eval_accuracy fails and stays out."""
-    if report.default_checker() is None:
-        pytest.skip("harness.compliance is not available yet")
     from tests.test_compliance_logbuilder import LogBuilder
 
     folder = tmp_path / "results" / "test-system" / "ncf"

@@ -9,9 +9,9 @@ import pytest
 
 from harness.cli import main
 from harness.core.errors import UserError
-from harness.run.profiles import (DEFAULT_SYSTEMS_DIR, DETECT, KNOWN_HYPERPARAMETER_SETS,
-                             SYSTEM_DESC_FIELDS, list_profiles, load_profile,
-                             resolved_description)
+from harness.results.system_desc import DETECT, SYSTEM_DESC_FIELDS
+from harness.run.profile_schema import KNOWN_HYPERPARAMETER_SETS
+from harness.run.profiles import DEFAULT_SYSTEMS_DIR, list_profiles, load_profile, resolved_description
 
 REQUIRED_PROFILES = {"cpu", "gpu-a100-x1", "gpu-h100-x1", "gpu-h100-x8", "tpu-v3-8", "tpu-v4-8",
                      "cpu-2host"}

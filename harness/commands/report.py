@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from harness.report import collect as report_mod
+from harness import report as report_mod
 
 
 def register(subparsers) -> None:

@@ -22,14 +22,15 @@ import platform
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import psutil
 
-from harness.core.paths import REPO_ROOT
 from harness.core.errors import UserError
+from harness.core.paths import REPO_ROOT
+from harness.core.timeouts import TIMEOUT, call_with_timeout
+from harness.distribute.strategy import tf_config_from_flags
 
 ISA_FLAGS_OF_INTEREST = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
                          "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
@@ -190,26 +191,6 @@ def detected_description_values(host: dict[str, Any], num_hosts: int = 1) -> dic
 # Accelerators as TensorFlow sees them
 
 
-def _call_with_timeout(fn: Callable[[], Any], timeout_s: float) -> tuple[bool, Any]:
-    """Run fn in a daemon thread; (True, result) or (False, exception/'timeout')."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as a reason
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="ncf-hardware-probe", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        return False, "timeout"
-    if "error" in box:
-        return False, box["error"]
-    return True, box["result"]
-
-
 def detect_accelerators(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """GPUs (and local TPU devices) that TensorFlow lists, plus TensorFlow's CUDA build facts.
 
@@ -241,12 +222,12 @@ def detect_accelerators(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
             found["tpus"].append({"name": device.name})
         return found
 
-    ok, value = _call_with_timeout(listing, timeout_s)
+    ok, value = call_with_timeout(listing, timeout_s, name="ncf-hardware-probe")
     if ok:
         result.update(value)
     else:
         result["error"] = (f"device listing did not finish within {timeout_s:g} s"
-                           if value == "timeout" else f"{type(value).__name__}: {value}")
+                           if value == TIMEOUT else f"{type(value).__name__}: {value}")
     return result
 
 
@@ -384,8 +365,6 @@ def check_cluster(profile: Any, worker_hosts: Sequence[str] | str | None = None,
     Only checks what is given (worker count, HOST:PORT shape, task index); whether the other
     hosts answer is up to the collective's own timeout (harness.distribute.strategy).
     """
-    from harness.distribute.strategy import tf_config_from_flags  # light; the one place TF_CONFIG is built
-
     hosts = profile.harness.num_hosts
     if isinstance(worker_hosts, str):
         worker_hosts = [h.strip() for h in worker_hosts.split(",") if h.strip()]

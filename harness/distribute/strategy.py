@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from harness.core.errors import UserError
+from harness.core.timeouts import TIMEOUT, call_with_timeout
 
 # A collective that waits longer than this fails (DeadlineExceededError). It must exceed the
 # longest legitimate gap between two workers reaching the same collective (the chief's log
@@ -167,8 +168,6 @@ def _tpu_strategy(tpu_name: str | None, num_hosts: int) -> tuple[Any, Topology]:
     """TPUStrategy; a TPU that cannot be resolved or does not answer is a UserError, in bounded time."""
     import tensorflow as tf
 
-    from harness.distribute.hardware import _call_with_timeout  # the shared "give up on a hung call" helper
-
     shown = f"tpu={tpu_name!r}" if tpu_name else "tpu=None (TPU_NAME and the other TPU environment variables)"
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_name)
@@ -179,9 +178,9 @@ def _tpu_strategy(tpu_name: str | None, num_hosts: int) -> tuple[Any, Topology]:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
 
-    ok, value = _call_with_timeout(connect, TPU_INIT_TIMEOUT_S)
+    ok, value = call_with_timeout(connect, TPU_INIT_TIMEOUT_S, name="ncf-tpu-connect")
     if not ok:
-        reason = f"no answer within {TPU_INIT_TIMEOUT_S} s" if value == "timeout" else _first_line(value)
+        reason = f"no answer within {TPU_INIT_TIMEOUT_S} s" if value == TIMEOUT else _first_line(value)
         raise UserError(f"The TPU at {resolver.master() or shown} did not initialise: {reason}.")
     strategy = tf.distribute.TPUStrategy(resolver)
     return strategy, Topology(strategy.num_replicas_in_sync, max(1, num_hosts), 0, True)

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from harness.results import keys
 from reference.constants import MF_DIM, MLP_LAYERS, MLPERF_TARGET_HR, NUM_NEG
 
 STATUSES = ("success", "aborted", "interrupted", "error", "incomplete")
@@ -124,7 +125,7 @@ def _layers(value: Any) -> list[int] | None:
 
 def _run_window(parsed: Any, record: RunRecord) -> None:
     """run_start / run_stop times and time to train; duplicates are a problem, not a crash."""
-    starts, stops = _all(parsed.events, "run_start"), _all(parsed.events, "run_stop")
+    starts, stops = _all(parsed.events, keys.RUN_START), _all(parsed.events, keys.RUN_STOP)
     if len(starts) > 1:
         record.problems.append(f"{len(starts)} run_start events (one expected)")
     if len(stops) > 1:
@@ -179,42 +180,42 @@ def _from_mllog(parsed: Any, system: str) -> RunRecord:
     if parsed.format != "mllog":
         record.problems.append(f"not an MLPerf log (format {parsed.format!r})")
     value = lambda key: getattr(_first(events, key), "value", None)  # noqa: E731
-    record.division = value("submission_division")
-    record.dataset = value("dataset_name")
-    record.seed = _as_int(value("seed"))
-    record.target = _as_float(value("eval_target"))
-    record.train_samples = _as_int(value("train_samples"))
-    record.eval_samples = _as_int(value("eval_samples"))
-    logged_name = value("system_name")
+    record.division = value(keys.SUBMISSION_DIVISION)
+    record.dataset = value(keys.DATASET_NAME)
+    record.seed = _as_int(value(keys.SEED))
+    record.target = _as_float(value(keys.EVAL_TARGET))
+    record.train_samples = _as_int(value(keys.TRAIN_SAMPLES))
+    record.eval_samples = _as_int(value(keys.EVAL_SAMPLES))
+    logged_name = value(keys.SYSTEM_NAME)
     if logged_name is not None and logged_name != system:
         record.problems.append(f"log names system {logged_name!r}, found under {system!r}")
     _run_window(parsed, record)
 
-    for e in _all(events, "eval_accuracy"):
-        epoch, hr = _as_int((e.metadata or {}).get("epoch_num")), _as_float(e.value)
+    for e in _all(events, keys.EVAL_ACCURACY):
+        epoch, hr = _as_int((e.metadata or {}).get(keys.EPOCH_NUM)), _as_float(e.value)
         if epoch is None or hr is None:
             record.problems.append(f"line {e.line_no}: eval_accuracy without epoch_num or value")
             continue
         record.epochs.append((epoch, hr, e.time_ms))
 
-    starts = {_as_int((e.metadata or {}).get("epoch_num")): e.time_ms for e in _all(events, "epoch_start")}
-    stops = {_as_int((e.metadata or {}).get("epoch_num")): e.time_ms for e in _all(events, "epoch_stop")}
+    starts = {_as_int((e.metadata or {}).get(keys.EPOCH_NUM)): e.time_ms for e in _all(events, keys.EPOCH_START)}
+    stops = {_as_int((e.metadata or {}).get(keys.EPOCH_NUM)): e.time_ms for e in _all(events, keys.EPOCH_STOP)}
     _training_rate(record, [(stops[k] - starts[k]) / 1000.0 for k in starts if k in stops])
 
-    stop = _first(events, "run_stop")
+    stop = _first(events, keys.RUN_STOP)
     if stop is not None:
         meta = stop.metadata or {}
-        status, reason = meta.get("status"), meta.get("abort_reason")
-        if status == "success":
+        status, reason = meta.get(keys.STATUS), meta.get(keys.ABORT_REASON)
+        if status == keys.SUCCESS:
             record.status, record.abort_reason = "success", None
         elif reason in ("interrupted", "error"):
             record.status, record.abort_reason = reason, None
         else:
             record.status, record.abort_reason = "aborted", reason
-            if status != "aborted":
+            if status != keys.ABORTED:
                 record.problems.append(f"run_stop status {status!r} (success or aborted expected)")
-    return _finish(parsed, record, _layers(value("model_hp_mlp_layer_sizes")),
-                   _as_int(value("model_hp_mf_dim")))
+    return _finish(parsed, record, _layers(value(keys.MODEL_HP_MLP_LAYER_SIZES)),
+                   _as_int(value(keys.MODEL_HP_MF_DIM)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,12 +234,12 @@ def _from_v05(parsed: Any, system: str) -> RunRecord:
     record = _blank(parsed, system)
     value = lambda key: getattr(_first(events, key), "value", None)  # noqa: E731
     record.dataset = V05_DATASET
-    record.seed = _as_int(value("seed"))
-    targets = [_as_float(e.value) for e in _all(events, "eval_target")]
+    record.seed = _as_int(value(keys.SEED))
+    targets = [_as_float(e.value) for e in _all(events, keys.EVAL_TARGET)]
     record.target = next((t for t in targets if t is not None), MLPERF_TARGET_HR)
     _run_window(parsed, record)
 
-    for e in _all(events, "eval_accuracy"):
+    for e in _all(events, keys.EVAL_ACCURACY):
         epoch, hr = _v05_epoch_value(e.value)
         if epoch is None or hr is None:
             record.problems.append(f"line {e.line_no}: eval_accuracy without epoch or value")
@@ -246,23 +247,23 @@ def _from_v05(parsed: Any, system: str) -> RunRecord:
         record.epochs.append((epoch + 1, hr, e.time_ms))
 
     # Training samples per epoch: input_size (positives) x (1 + negatives per positive), when logged.
-    positives = _as_int(value("input_size"))
-    num_neg = _as_int(value("input_hp_num_neg")) or NUM_NEG
+    positives = _as_int(value(keys.V05_INPUT_SIZE))
+    num_neg = _as_int(value(keys.INPUT_HP_NUM_NEG)) or NUM_NEG
     record.train_samples = positives * (1 + num_neg) if positives else None
-    sizes = [e.value for e in _all(events, "eval_size")]
+    sizes = [e.value for e in _all(events, keys.V05_EVAL_SIZE)]
     record.eval_samples = next((_as_int(v.get("value")) for v in sizes
                                 if isinstance(v, dict) and _as_int(v.get("value"))), None)
 
     # Epoch training time: train_epoch N .. the eval_start that follows it.
     seconds, begun = [], None
     for e in events:
-        if e.key == "train_epoch":
+        if e.key == keys.V05_TRAIN_EPOCH:
             begun = e.time_ms
-        elif e.key == "eval_start" and begun is not None:
+        elif e.key == keys.EVAL_START and begun is not None:
             seconds, begun = seconds + [(e.time_ms - begun) / 1000.0], None
     _training_rate(record, seconds)
 
-    stop = _first(events, "run_stop")
+    stop = _first(events, keys.RUN_STOP)
     if stop is not None:
         success = stop.value.get("success") if isinstance(stop.value, dict) else None
         if success is True:
@@ -273,5 +274,5 @@ def _from_v05(parsed: Any, system: str) -> RunRecord:
         else:
             record.status, record.abort_reason = "aborted", None
             record.problems.append('run_stop without {"success": true|false}')
-    return _finish(parsed, record, _layers(value("model_hp_mlp_layer_sizes")),
-                   _as_int(value("model_hp_mf_dim")))
+    return _finish(parsed, record, _layers(value(keys.MODEL_HP_MLP_LAYER_SIZES)),
+                   _as_int(value(keys.MODEL_HP_MF_DIM)))
