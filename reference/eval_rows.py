@@ -1,4 +1,4 @@
-"""Eval-row layout and duplicate mask of the NCF benchmark (REFERENCE §3), implemented once, here.
+"""Eval-row layout and duplicate mask of the NCF benchmark (docs/reference-facts.md §3), implemented once, here.
 
 Every user is evaluated on one row of `EVAL_ROW` (1,000) candidates: the user's 999 eval
 negatives in the order they were drawn (columns 0..998), then the held-out true item LAST
@@ -61,7 +61,7 @@ def duplicate_mask(items: np.ndarray, *, chunk_rows: int = _DEFAULT_CHUNK_ROWS) 
     """int8 [U, 1000]: 1 where the candidate repeats an item seen earlier in its row, else 0.
 
     "Earlier" is the order true item (column 999) first, then columns 0, 1, ..., 998, so a
-    negative equal to the true item is marked and the true item never is (REFERENCE §3).
+    negative equal to the true item is marked and the true item never is (docs/reference-facts.md §3).
 
     How (vectorised, no loop over users): each candidate gets a priority, 0 for the true item and
     column + 1 for a negative, and a sort key `item * 1024 + priority`. Keys are unique within a

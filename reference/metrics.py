@@ -5,7 +5,7 @@ out as `reference.eval_rows` builds it: 999 eval negatives, then the true item L
 `TRUE_ITEM_COLUMN`). `duplicate_mask` has the same number of elements, 1 where the candidate
 repeats an item already in the row (the true item counting as first), any numeric dtype.
 
-Ranking rule (REFERENCE §3): sort a row's logits descending; ties go to the LOWER column, as
+Ranking rule (docs/reference-facts.md §3): sort a row's logits descending; ties go to the LOWER column, as
 TF's argsort (built on `top_k`) orders them. The true item is in the highest column, so it
 loses every tie, which is the MLPerf policy "the test positive must always come last if there
 is a tie": a model that scores everything alike (e.g. a dead network, or rounding) must not

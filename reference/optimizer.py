@@ -5,7 +5,7 @@
     v    = beta2 * v + (1 - beta2) * g^2
     w   -= lr_t * m / (sqrt(v) + epsilon)
 
-Epsilon is added to sqrt(v) *before* bias correction, unlike PyTorch's Adam; REFERENCE §5 notes
+Epsilon is added to sqrt(v) *before* bias correction, unlike PyTorch's Adam; docs/reference-facts.md §5 notes
 that the same constants therefore do not make the same optimizer across frameworks. The update
 runs TF's own fused `ResourceApplyAdam` kernel (what the v1 optimizer runs), one variable at a
 time, so the harness can call it per replica inside `strategy.extended.update`.

@@ -2,7 +2,7 @@
 
 ml-20m's target is MLPerf's. The other sets have no official target: a set's target is placed
 the way MLPerf placed 0.635, at a value the default hyperparameters reach in most seeds within
-`max_epochs`, measured with `run_benchmark.py calibrate` (README, "Targets"). Sets that cannot be
+`max_epochs`, measured with `run_benchmark.py calibrate` (docs/datasets.md, "Calibrating a target"). Sets that cannot be
 calibrated here (no data on this machine) carry a provisional target, marked as such in every log.
 """
 from __future__ import annotations
@@ -28,12 +28,12 @@ class DatasetDefaults:
     target_note: str = ""   # why a provisional target is where it is; shown in the plan and the run summary
 
 
-# TF Model Garden / Intel v0.5 row of REFERENCE §5: known to reach 0.635 on ml-20m in ~8 epochs.
+# TF Model Garden / Intel v0.5 row of docs/reference-facts.md §5: known to reach 0.635 on ml-20m in ~8 epochs.
 _ML20M = dict(batch_size=98_304, learning_rate=0.00382059, beta1=0.783529, beta2=0.909003,
-              epsilon=1.45439e-7, max_epochs=20, source="TF Model Garden / Intel MLPerf v0.5 (REFERENCE §5)")
+              epsilon=1.45439e-7, max_epochs=20, source="TF Model Garden / Intel MLPerf v0.5 (docs/reference-facts.md §5)")
 # MLPerf v0.5 reference row: batch 2048, lr 5e-4, the setting published small-set curves used.
 _SMALL = dict(batch_size=2_048, learning_rate=0.0005, beta1=0.9, beta2=0.999, epsilon=1e-8,
-              max_epochs=20, source="MLPerf v0.5 reference (REFERENCE §5)")
+              max_epochs=20, source="MLPerf v0.5 reference (docs/reference-facts.md §5)")
 
 DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "ml-20m": DatasetDefaults(constants.MLPERF_TARGET_HR, "mlperf", **_ML20M),

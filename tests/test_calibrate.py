@@ -1,4 +1,4 @@
-"""The calibration rule that places each dataset's target (README, "Targets")."""
+"""The calibration rule that places each dataset's target (docs/datasets.md, "Calibrating a target")."""
 from __future__ import annotations
 
 import pytest

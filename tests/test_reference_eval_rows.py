@@ -1,4 +1,4 @@
-"""Eval-row layout and the duplicate-mask convention of REFERENCE §3 (reference/eval_rows.py)."""
+"""Eval-row layout and the duplicate-mask convention of docs/reference-facts.md §3 (reference/eval_rows.py)."""
 from __future__ import annotations
 
 import numpy as np

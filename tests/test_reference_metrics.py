@@ -221,7 +221,7 @@ def test_compiled_fast_path_equals_eager():
 # ------------------------------------------------------------------------------ worked cases
 
 def worked_example_row() -> tuple[np.ndarray, np.ndarray]:
-    """REFERENCE §3: true item 5.0; 8 distinct negatives 9.0; one negative item twice at 7.0; rest < 5."""
+    """docs/reference-facts.md §3: true item 5.0; 8 distinct negatives 9.0; one negative item twice at 7.0; rest < 5."""
     rng = np.random.default_rng(0)
     negatives = np.arange(100, 100 + NUM_EVAL_NEGATIVES)      # distinct items, none the true item
     negatives[9] = negatives[8]                               # the item drawn twice

@@ -14,7 +14,7 @@ from harness import report
 from tests.test_report_run_record import mllog_events
 
 PRICE, PEAK = 3.6, 2.0e12
-MACS = 106_624           # REFERENCE §4: multiply-adds of one closed-division NeuMF forward pass
+MACS = 106_624           # docs/reference-facts.md §4: multiply-adds of one closed-division NeuMF forward pass
 
 
 def write_log(path: Path, events) -> None:

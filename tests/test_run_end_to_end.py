@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 QUICK = ["--system", "cpu", "--dataset", "synthetic-small", "--seed", "0"]
 
-# Keys every run log must carry, in this order of first appearance (REFERENCE §7 + provenance).
+# Keys every run log must carry, in this order of first appearance (docs/reference-facts.md §7 + provenance).
 ORDERED_KEYS = [
     "submission_benchmark", "submission_org", "submission_division", "submission_status",
     "submission_platform", "cache_clear", "init_start", "seed", "global_batch_size", "opt_name",

@@ -9,7 +9,7 @@ gather), where the CPU keeps many cache misses in flight. On this 2-core machine
 1.4-1.5x faster than numpy with both cores (1.8x on one); `data --bench-sampling` times both in
 one invocation. Earlier attempts that mixed each position's reads and arithmetic in one loop
 body were no faster than numpy: the reads then wait on each other and on mispredicted branches
-(README, "Tried").
+(docs/performance.md, "Tried and left out").
 
 Exactness: the same stateless hash, Feistel rounds, cycle walking and rejection as
 harness.data.sampling, in uint64 / int64 arithmetic with the same wrap-around; the tests compare

@@ -1,6 +1,6 @@
 """Read GroupLens rating files: (user ids, item ids, timestamps) from a zip member or a plain file.
 
-The three layouts of REFERENCE §1 differ only in separator and header, so one pandas C-engine
+The three layouts of docs/reference-facts.md §1 differ only in separator and header, so one pandas C-engine
 reader covers them all (the pyarrow engine is not available and the python engine is ten times
 slower). The rating value is parsed, so a non-numeric rating counts as a malformed row, and then
 dropped: every rating is an implicit positive.

@@ -1,6 +1,6 @@
 """From ratings to the benchmark's arrays: filter, remap, leave-one-out; cached on disk.
 
-Preparation (REFERENCE §1), vectorised numpy throughout:
+Preparation (docs/reference-facts.md §1), vectorised numpy throughout:
 1. Users with fewer than `MIN_RATINGS` ratings are dropped (none are in the GroupLens sets).
 2. User and item ids are remapped to dense 0-based ints in the order of the original ids.
 3. Leave-one-out: each user's most recent rating is the test positive, all others are training

@@ -1,7 +1,7 @@
 """The datasets the harness knows: where each comes from and how to tell a genuine copy.
 
 A `DatasetSpec` says where a dataset's zip lives, the MD5 GroupLens publishes for it, which file
-inside the zip holds the ratings and in which of the GroupLens formats (REFERENCE §1).
+inside the zip holds the ratings and in which of the GroupLens formats (docs/reference-facts.md §1).
 
 "Verified" means exactly one thing: the zip matched a checksum GroupLens published. That is why
 `published` is a field of its own and why `register_dataset` (for tests and private mirrors that
@@ -37,7 +37,7 @@ class DatasetSpec:
     md5: str | None      # expected MD5 of the zip; None when nobody published one
     member: str          # path of the rating file inside the zip, e.g. "ml-20m/ratings.csv"
     format: str          # one of CSV_FORMAT, DAT_FORMAT, TSV_FORMAT, SYNTHETIC_FORMAT
-    published: bool      # True only for checksums GroupLens published (REFERENCE §1)
+    published: bool      # True only for checksums GroupLens published (docs/reference-facts.md §1)
 
     @property
     def rating_file_name(self) -> str:
@@ -92,7 +92,7 @@ def unregister_dataset(name: str) -> None:
 
 
 def builtin_names() -> list[str]:
-    """Names of the GroupLens datasets, in the order of REFERENCE §1."""
+    """Names of the GroupLens datasets, in the order of docs/reference-facts.md §1."""
     return list(_BUILTIN)
 
 

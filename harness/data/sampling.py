@@ -11,7 +11,7 @@ makes a run reproducible from its seed alone.
   whose bias is below n / 2**32 (under 1e-5 at ml-20m's 26,744 items).
 - Negatives exclude the user's training positives by rejection: a candidate that is a positive is
   redrawn with the next attempt number of the same counter. Rejection keeps the draw exactly
-  uniform over the user's non-positives (the held-out test item included, as REFERENCE §2-3 ask),
+  uniform over the user's non-positives (the held-out test item included, as docs/reference-facts.md §2-3 ask),
   and costs little because users rate a small share of the catalogue. Membership is a bitmap of
   users x items (463 MB at ml-20m) when it fits in `BITMAP_MAX_BYTES`, else a binary search in
   the sorted keys `user * num_items + item`.
