@@ -1,9 +1,11 @@
 """Command line of the benchmark: `run` (the default), `systems`, `data`, `check`, `report`,
 `throughput`, `time-to-target`, `calibrate`.
 
-Each subcommand lives in its own module exposing `register(subparsers)`, which adds an argparse
-parser and sets `handler=<callable(args) -> int>`. TensorFlow is imported only inside handlers
-that train, so `systems`, `data`, `check` and `report` answer quickly.
+Each subcommand lives in its own module under `harness.commands` exposing `register(subparsers)`,
+which adds an argparse parser and sets `handler=<callable(args) -> int>`. TensorFlow is imported
+only inside handlers that train, so `systems`, `data`, `check` and `report` answer quickly. A
+command module that fails to import is a broken program, not a missing feature: the error
+propagates.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ SUBCOMMAND_MODULES = (
     "harness.commands.data",
     "harness.commands.check",
     "harness.commands.report",
-    "harness.measure.throughput",
-    "harness.measure.time_to_target",
-    "harness.measure.calibrate",
+    "harness.commands.throughput",
+    "harness.commands.time_to_target",
+    "harness.commands.calibrate",
 )
 DEFAULT_SUBCOMMAND = "run"
 
@@ -37,20 +39,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser; subcommand modules that are not present yet are skipped."""
+    """The full parser, one subparser per module of SUBCOMMAND_MODULES."""
     parser = _Parser(
         prog="run_benchmark.py",
         description="NCF (NeuMF) MLPerf-style training benchmark for TensorFlow.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -1,1 +1,2 @@
-"""Measurement tooling: running the TF Model Garden peer and comparing measurements of it with ours."""
+"""The measuring commands' libraries (throughput, time to target, calibration), running the TF Model
+Garden peer, and comparing measurements of it with ours."""

@@ -1,52 +1,28 @@
-"""`run_benchmark.py calibrate`: measure where a dataset's HR@10 target belongs.
+"""The measuring half of `run_benchmark.py calibrate`: seeds trained without early stop, a target suggested.
 
-MLPerf set 0.635 for ml-20m at a value the reference reaches in most seeds, near the plateau of
-its HR@10 curve. For the other sets the harness does the same, as a documented command rather
-than a guess: train several seeds with the dataset's default hyperparameters for the full epoch
-budget (no early stop), print every seed's HR@10 curve, and suggest the target as the
-`--quantile` quantile of the per-seed best HR@10 (default 0.2: four seeds in five reach it),
-rounded down to 0.005. The success rate at the current and at the suggested target is printed
-beside it. Runs are written to a throw-away results root unless --results-dir is given.
-
-With `--peer-runs N` (ml-latest-small only) the TF Model Garden peer trains the same ratings N
-times for the same epoch budget, and the report puts its curves beside ours with the means and a
-two-sample interval for the difference in best HR@10 and in epochs to the target
-(harness.measure.convergence): the convergence comparison behind the parity claim.
+Why apart from the command (harness.commands.calibrate, whose docstring says why targets are
+calibrated this way): the training, the suggestion and the comparison with the peer's curves
+take typed values and return one report, which the command prints as tables or JSON.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import tempfile
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.core.errors import UserError
 from harness.measure.convergence import Curve, compare
-from harness.measure.peer import PEER_DATASET, PEER_ENV_HELP, parse_peer_env, peer_ratings, run_peer_mlsmall
+from harness.measure.peer import peer_ratings, run_peer_mlsmall
+from harness.run.plan import PlanOverrides
+from harness.run.session import resolve, start_session
+
+if TYPE_CHECKING:
+    from harness.run.progress import RunDisplay
 
 # HR@10 never exceeds 1, so runs with this target train for the whole epoch budget.
 UNREACHABLE_TARGET = 1.01
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from harness.commands.run import add_run_arguments
-
-    p = subparsers.add_parser(
-        "calibrate", help="train several seeds without early stop and suggest a dataset's HR@10 target",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
-    add_run_arguments(p)
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (runs), from --seed (default 0)")
-    p.add_argument("--quantile", type=float, default=0.2,
-                   help="suggested target = this quantile of per-seed best HR@10 (default 0.2)")
-    p.add_argument("--peer-runs", type=int, default=0, metavar="N",
-                   help=f"also train the TF Model Garden peer N times on the same ratings ({PEER_DATASET} only) "
-                        "and compare the curves (default 0)")
-    p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help="with --peer-runs: " + PEER_ENV_HELP)
-    p.add_argument("--results-dir", help="keep the calibration runs under this submission root")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.set_defaults(handler=calibrate)
 
 
 def suggest_target(best_per_seed: list[float], quantile: float) -> float:
@@ -60,32 +36,19 @@ def success_rate(curves: list[list[float]], target: float) -> float:
     return sum(1 for c in curves if c and max(c) >= target) / len(curves)
 
 
-def calibrate(args: argparse.Namespace) -> int:
-    from harness.run.progress import RunDisplay
-    from harness.commands.run import resolve, start_session
+def run_calibration(overrides: PlanOverrides, quantile: float, display: RunDisplay, peer_runs: int = 0,
+                    peer_env: dict[str, str] | None = None) -> dict:
+    """Train every planned seed of `overrides` for the whole epoch budget, and the peer `peer_runs`
+    times on the same ratings; the curves, the suggested target and the success rates.
 
-    if args.seeds < 2:
-        raise UserError(f"--seeds must be at least 2 to calibrate, got {args.seeds}.")
-    if not 0.0 < args.quantile < 1.0:
-        raise UserError(f"--quantile must be in (0, 1), got {args.quantile}.")
-    if args.peer_runs < 0:
-        raise UserError(f"--peer-runs must be 0 or more, got {args.peer_runs}.")
-    if args.peer_runs and args.dataset != PEER_DATASET:
-        raise UserError(f"the peer trains only {PEER_DATASET}; use --dataset {PEER_DATASET} or drop --peer-runs.")
-    if args.peer_env and not args.peer_runs:
-        raise UserError("--peer-env needs --peer-runs 1 or more.")
-    peer_env = parse_peer_env(args.peer_env)
-    ratings = peer_ratings(args.data_dir, args.cache_dir) if args.peer_runs else None
-    args.runs = args.seeds
-    args.seed = 0 if args.seed is None else args.seed
-    args.system_name = None
-    keep = args.results_dir
-    args.results_dir = keep or tempfile.mkdtemp(prefix="ncf-calibrate-")
-    profile, plan = resolve(args)
+    The runs go under `overrides.results_dir`, else under a throw-away root (`results_root` None).
+    """
+    ratings = peer_ratings(overrides.data_dir, overrides.cache_dir) if peer_runs else None
+    keep = overrides.results_dir
+    profile, plan = resolve(replace(overrides, results_dir=keep or tempfile.mkdtemp(prefix="ncf-calibrate-")))
     current_target = plan.target
     plan.target = UNREACHABLE_TARGET  # no early stop: the whole curve is the measurement
-    display = RunDisplay(quiet=args.json)
-    session = start_session(profile, plan, args, display)
+    session = start_session(profile, plan, display)
     curves = []
     for i, seed in enumerate(plan.seeds):
         display.run_header(i, len(plan.seeds), seed)
@@ -93,13 +56,13 @@ def calibrate(args: argparse.Namespace) -> int:
         curves.append([e.hit_rate for e in outcome.epochs])
     peer_curves = [Curve("peer", f"peer seed {i}", tuple(run_peer_mlsmall(ratings, plan.max_epochs, seed=i,
                                                                          env=peer_env).hr_per_epoch))
-                   for i in range(args.peer_runs)]
+                   for i in range(peer_runs)]
     best = [max(c) for c in curves]
-    suggested = suggest_target(best, args.quantile)
+    suggested = suggest_target(best, quantile)
     result = {
         "dataset": plan.dataset, "system": plan.system, "seeds": plan.seeds, "max_epochs": plan.max_epochs,
         "hyperparameters": {k: getattr(plan, k) for k in ("batch_size", "learning_rate", "beta1", "beta2", "epsilon")},
-        "curves": curves, "best_per_seed": best, "quantile": args.quantile,
+        "curves": curves, "best_per_seed": best, "quantile": quantile,
         "current_target": current_target, "success_rate_current": success_rate(curves, current_target),
         "suggested_target": suggested, "success_rate_suggested": success_rate(curves, suggested),
         "epochs_to_suggested": [next((i + 1 for i, h in enumerate(c) if h >= suggested), None) for c in curves],
@@ -110,55 +73,4 @@ def calibrate(args: argparse.Namespace) -> int:
         result["peer_curves"] = [list(c.hit_rates) for c in peer_curves]
         result["peer_environment"] = peer_env
         result["comparison"] = compare(ours, peer_curves, current_target)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    _print_tables(display, result)
-    return 0
-
-
-def _print_tables(display, result: dict) -> None:
-    from rich.table import Table
-
-    rows = [(f"seed {seed}", curve) for seed, curve in zip(result["seeds"], result["curves"])]
-    rows += [(f"peer seed {i}", curve) for i, curve in enumerate(result.get("peer_curves", []))]
-    epochs = max(len(c) for _, c in rows)
-    target = result["current_target"]
-    table = Table(title=f"HR@10 per epoch, {result['dataset']} ({len(result['seeds'])} seeds"
-                        + (f", {len(result['peer_curves'])} peer runs)" if "peer_curves" in result else ")"))
-    table.add_column("run")
-    for e in range(1, epochs + 1):
-        table.add_column(str(e), justify="right")
-    table.add_column("best", justify="right")
-    table.add_column(f"epochs to {target}", justify="right")
-    for label, curve in rows:
-        reached = next((n for n, h in enumerate(curve, start=1) if h >= target), None)
-        table.add_row(label, *[f"{h:.3f}" for h in curve], f"{max(curve):.3f}", str(reached or "-"))
-    display.console.print(table)
-    if "comparison" in result:
-        display.console.print(_comparison_text(result["comparison"]))
-    display.console.print(
-        f"current target {result['current_target']}: success rate {result['success_rate_current']:.0%}\n"
-        f"suggested target {result['suggested_target']:.3f} (quantile {result['quantile']} of best HR@10): "
-        f"success rate {result['success_rate_suggested']:.0%}, epochs to reach it "
-        f"{result['epochs_to_suggested']}")
-
-
-def _comparison_text(comparison: dict) -> str:
-    """Per-side means and the (ours - peer) intervals, one line each."""
-    lines = []
-    for who in ("ours", "peer"):
-        side = comparison[who]
-        epochs = f"{side['mean_epochs_to_target']:.2f}" if side["mean_epochs_to_target"] is not None else "-"
-        lines.append(f"{who}: {side['runs']} runs, mean best HR@10 {side['mean_best_hr']:.4f}, "
-                     f"{side['reached']} reached {comparison['target']}, mean epochs to it {epochs}")
-    for key, name, digits in (("best_hr_difference", "best HR@10", 4), ("epochs_to_target_difference",
-                                                                       "epochs to target", 2)):
-        interval = comparison[key]
-        if interval is None:
-            lines.append(f"ours - peer, {name}: too few runs for an interval")
-            continue
-        lines.append(f"ours - peer, {name}: {interval['difference']:+.{digits}f} "
-                     f"({interval['confidence']:.0%} Welch interval {interval['low']:+.{digits}f} .. "
-                     f"{interval['high']:+.{digits}f})")
-    return "\n".join(lines)
+    return result

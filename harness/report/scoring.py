@@ -1,6 +1,6 @@
 """The MLPerf score of a set of runs, and how far to trust it.
 
-Two rulesets (REFERENCE §6-7), each in exactly one function here:
+Two rulesets (docs/reference-facts.md §6-7), each in exactly one function here:
 - `current` (mlperf-logging, ruleset 0.6, what the summarizer does today): the first 10 runs by
   run_start; drop the fastest and the slowest and average the rest. A non-converged run may be
   the one dropped as the slowest; more than one non-converged run gives no score.

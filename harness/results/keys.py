@@ -73,6 +73,7 @@ V05_INPUT_STEP_EVAL_NEG_GEN = "input_step_eval_neg_gen"
 V05_HYPERPARAMETER_PREFIXES = ("preproc_hp_", "input_hp_", "eval_hp_", "model_hp_", "opt_")
 
 # -- this harness's own keys: the metric beside HR@10 and the run's provenance --------------
+ABORT_REASON = "abort_reason"          # run_stop metadata beside STATUS when a run is aborted
 EVAL_NDCG = "eval_ndcg"
 EVAL_SET_SHA256 = "eval_set_sha256"
 DATASET_NAME = "dataset_name"

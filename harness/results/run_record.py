@@ -64,7 +64,7 @@ class RunRecord:
     def estimated_flops(self) -> float | None:
         """Model FLOPs the run performed: per epoch, training (forward + backward = 3 x forward) on
         train_samples plus one full evaluation (forward) on eval_samples; 2 FLOPs per multiply-add.
-        On ml-20m this gives REFERENCE's ~63.5 TFLOP per training epoch and ~29.5 TFLOP per eval."""
+        On ml-20m this gives docs/reference-facts.md §4's ~63.5 TFLOP per training epoch and ~29.5 TFLOP per eval."""
         if not self.epochs or self.train_samples is None or self.eval_samples is None:
             return None
         per_epoch = 2 * self.forward_macs * (3 * self.train_samples + self.eval_samples)

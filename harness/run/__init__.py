@@ -1,1 +1,2 @@
-"""A benchmark run: system profiles, the resolved plan, the runner that times and logs it, the display."""
+"""A benchmark run: system profiles, the plan flags and their typed overrides, the resolved plan, starting a
+session, the runner that times and logs it, the display."""

@@ -28,6 +28,8 @@ from harness import __version__
 from harness.core.atomic import atomic_write_text
 from harness.run.cache_clear import clear_page_cache
 from harness.core.errors import UserError
+from harness.compliance.checker import check_log
+from harness.results import keys
 from harness.results.mlperf_log import RunLog
 from harness.run.plan import RunPlan
 from harness.core.process_usage import cpu_seconds, peak_rss_bytes
@@ -70,6 +72,18 @@ class RunOutcome:
         return max((e.hit_rate for e in self.epochs), default=0.0)
 
 
+@dataclass
+class RunProgress:
+    """How far one run got: what an abort must still close, and the figures its summary reports."""
+
+    run_start_time: float | None = None   # set once run_start is logged
+    run_stopped: bool = False             # run_stop is logged
+    abort_detail: str | None = None
+    cpu_cores_used: float | None = None
+    eval_set_sha256: str | None = None
+    trainer: dict | None = None
+
+
 def eval_set_sha256(items: np.ndarray, mask: np.ndarray) -> str:
     """Fingerprint of the eval set: equal hashes prove two runs ranked the same candidates."""
     digest = hashlib.sha256()
@@ -109,7 +123,7 @@ class BenchmarkSession:
             model = NeuMF(data.num_users, data.num_items, mf_dim=plan.mf_dim, layers=plan.layers,
                           seed=seed, compute_dtype=dtype)
         settings = dict(match_mlperf=plan.match_mlperf, xla=plan.xla,
-                        optimizer_impl=fast_paths.optimizer_impl_for(plan.optimizer),
+                        paths=fast_paths.FastPaths.for_optimizer(plan.optimizer),
                         row_frequencies=fast_paths.example_frequencies(data, plan.num_neg))
         settings.update(options)
         return Trainer(self.strategy, model, AdamConfig(plan.learning_rate, plan.beta1, plan.beta2, plan.epsilon),
@@ -187,41 +201,41 @@ class BenchmarkSession:
         previous = signal.getsignal(signal.SIGTERM)
         if threading_is_main():
             signal.signal(signal.SIGTERM, _raise_interrupted)
-        extra: dict = {}
+        progress = RunProgress()
         try:
-            self._execute(seed, log, outcome, extra)
+            self._execute(seed, log, outcome, progress)
         except (KeyboardInterrupt, RunInterrupted) as exc:
-            self._abort(log, outcome, "interrupted", extra, str(exc) or type(exc).__name__)
+            self._abort(log, outcome, "interrupted", progress, str(exc) or type(exc).__name__)
             raise KeyboardInterrupt from exc
         except UserError as exc:
-            self._abort(log, outcome, "error", extra, str(exc))
+            self._abort(log, outcome, "error", progress, str(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - every failure must still close the log
             reason = _describe_failure(exc)
-            self._abort(log, outcome, "error", extra, reason)
+            self._abort(log, outcome, "error", progress, reason)
             raise UserError(f"The run failed: {reason}") from exc
         finally:
             if threading_is_main():
                 signal.signal(signal.SIGTERM, previous)
             log.close()
-        self._finish(outcome, extra, complete=True)
+        self._finish(outcome, progress, complete=True)
         return outcome
 
-    def _abort(self, log: RunLog, outcome: RunOutcome, reason: str, extra: dict, detail: str) -> None:
+    def _abort(self, log: RunLog, outcome: RunOutcome, reason: str, progress: RunProgress, detail: str) -> None:
         outcome.status, outcome.abort_reason = "aborted", reason
-        extra["abort_detail"] = detail
-        if "run_start_time" in extra and not extra.get("run_stopped"):
+        progress.abort_detail = detail
+        if progress.run_start_time is not None and not progress.run_stopped:
             # run_start was logged: the log must end with run_stop, aborted, and the reason.
-            log.end("run_stop", metadata={"status": "aborted", "abort_reason": reason})
-            outcome.time_to_train_s = time.time() - extra["run_start_time"]
+            log.end(keys.RUN_STOP, metadata={keys.STATUS: keys.ABORTED, keys.ABORT_REASON: reason})
+            outcome.time_to_train_s = time.time() - progress.run_start_time
         log.close()
-        self._finish(outcome, extra, complete=False)
+        self._finish(outcome, progress, complete=False)
         if outcome.index is not None and reason in ("interrupted", "error"):
             # An interrupted or crashed run is no result: move it out of the counted names.
             outcome.log_path = str(self._results_tree().mark_incomplete(outcome.index, self.plan.system_name))
 
-    def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, extra: dict) -> None:
-        """One run; `extra` records progress (run_start_time once run_start is logged) for aborts."""
+    def _execute(self, seed: int, log: RunLog, outcome: RunOutcome, progress: RunProgress) -> None:
+        """One run; `progress` records how far it got, for an abort and for the summary."""
         from harness.train.input_pipeline import eval_dataset, steps_for, train_dataset
         from reference.eval_rows import duplicate_mask, eval_items
 
@@ -231,11 +245,11 @@ class BenchmarkSession:
             self.display.warn(f"cache_clear logged as false: {why_not}")
         self._log_header(log, cleared)
         init_t0 = time.time()
-        log.start("init_start")
+        log.start(keys.INIT_START)
         self._log_hyperparameters(log, seed)
         trainer = self.build_trainer(seed)
         self._compile(trainer)
-        extra["trainer"] = trainer.describe()
+        progress.trainer = trainer.describe()
         from harness.data.sampling import epoch_length, written_epoch_arrays
 
         block = plan.batch_size // topo.num_hosts if topo.num_hosts > 1 else None
@@ -243,20 +257,20 @@ class BenchmarkSession:
         # every later epoch reuses the one before it.
         first_epoch_memory = written_epoch_arrays(epoch_length(data, plan.num_neg, topo.task_index,
                                                                topo.num_hosts, block))
-        log.end("init_stop")
+        log.end(keys.INIT_STOP)
         outcome.init_s = time.time() - init_t0
 
-        log.start("run_start")
+        log.start(keys.RUN_START)
         run_t0 = time.time()
-        extra["run_start_time"] = run_t0
+        progress.run_start_time = run_t0
         cpu0 = cpu_seconds()
         from harness.data.sampling import epoch_examples, eval_negatives
 
         negatives = eval_negatives(data, seed, plan.num_eval_negatives)
         items = eval_items(negatives, data.test_items)
         mask = duplicate_mask(items)
-        extra["eval_set_sha256"] = eval_set_sha256(items, mask)
-        log.event("eval_set_sha256", extra["eval_set_sha256"])
+        progress.eval_set_sha256 = eval_set_sha256(items, mask)
+        log.event(keys.EVAL_SET_SHA256, progress.eval_set_sha256)
         eval_ds, eval_steps = eval_dataset(self.strategy, items, mask, plan.eval_users_per_replica,
                                            topo.num_replicas, topo.num_hosts, topo.task_index)
         del negatives
@@ -275,9 +289,9 @@ class BenchmarkSession:
             del first_epoch_memory
             success = False
             for epoch in range(1, plan.max_epochs + 1):
-                meta = {"epoch_num": epoch}
-                log.start("block_start", metadata={"first_epoch_num": epoch, "epoch_count": 1})
-                log.start("epoch_start", metadata=meta)
+                meta = {keys.EPOCH_NUM: epoch}
+                log.start(keys.BLOCK_START, metadata={keys.FIRST_EPOCH_NUM: epoch, keys.EPOCH_COUNT: 1})
+                log.start(keys.EPOCH_START, metadata=meta)
                 t0 = time.time()
                 arrays = upcoming.result()
                 wait = time.time() - t0
@@ -289,15 +303,15 @@ class BenchmarkSession:
                 del arrays
                 loss = self._train_epoch(trainer, dataset, steps, epoch)
                 train_s = time.time() - t0
-                log.end("epoch_stop", metadata=meta)
-                log.start("eval_start", metadata=meta)
+                log.end(keys.EPOCH_STOP, metadata=meta)
+                log.start(keys.EVAL_START, metadata=meta)
                 e0 = time.time()
                 sums = trainer.evaluate(eval_ds, eval_steps)
                 eval_s = time.time() - e0
-                log.event("eval_accuracy", sums.hit_rate, metadata=meta)
-                log.event("eval_ndcg", sums.ndcg_mean, metadata=meta)
-                log.end("eval_stop", metadata=meta)
-                log.end("block_stop", metadata={"first_epoch_num": epoch})
+                log.event(keys.EVAL_ACCURACY, sums.hit_rate, metadata=meta)
+                log.event(keys.EVAL_NDCG, sums.ndcg_mean, metadata=meta)
+                log.end(keys.EVAL_STOP, metadata=meta)
+                log.end(keys.BLOCK_STOP, metadata={keys.FIRST_EPOCH_NUM: epoch})
                 stats = EpochStats(epoch, train_s, eval_s, wait, total_examples, total_examples / train_s,
                                    data.num_users * constants.EVAL_ROW / eval_s, sums.hit_rate, sums.ndcg_mean, loss)
                 outcome.epochs.append(stats)
@@ -308,14 +322,14 @@ class BenchmarkSession:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         outcome.time_to_train_s = time.time() - run_t0
-        outcome.status = "success" if success else "aborted"
+        outcome.status = keys.SUCCESS if success else keys.ABORTED
         outcome.abort_reason = None if success else "max_epochs"
-        meta = {"status": outcome.status}
+        meta = {keys.STATUS: outcome.status}
         if not success:
-            meta["abort_reason"] = "max_epochs"
-        log.end("run_stop", metadata=meta)
-        extra["run_stopped"] = True
-        extra["cpu_cores_used"] = (cpu_seconds() - cpu0) / max(outcome.time_to_train_s, 1e-9)
+            meta[keys.ABORT_REASON] = "max_epochs"
+        log.end(keys.RUN_STOP, metadata=meta)
+        progress.run_stopped = True
+        progress.cpu_cores_used = (cpu_seconds() - cpu0) / max(outcome.time_to_train_s, 1e-9)
 
     def _train_epoch(self, trainer: Any, dataset: Any, steps: int, epoch: int) -> float:
         import tensorflow as tf
@@ -356,56 +370,51 @@ class BenchmarkSession:
     # -- log and summary --------------------------------------------------------------------
     def _log_header(self, log: RunLog, cleared: bool) -> None:
         desc = getattr(self.profile, "description", {}) or {}
-        log.event("submission_benchmark", constants.BENCHMARK)
-        log.event("submission_org", desc.get("submitter", "ncf-benchmark"))
-        log.event("submission_division", self.plan.division)
-        log.event("submission_status", _submission_status(desc.get("status", "onprem")))
-        log.event("submission_platform", self.plan.system_name)
-        log.event("cache_clear", cleared)
+        log.event(keys.SUBMISSION_BENCHMARK, constants.BENCHMARK)
+        log.event(keys.SUBMISSION_ORG, desc.get("submitter", "ncf-benchmark"))
+        log.event(keys.SUBMISSION_DIVISION, self.plan.division)
+        log.event(keys.SUBMISSION_STATUS, _submission_status(desc.get("status", "onprem")))
+        log.event(keys.SUBMISSION_PLATFORM, self.plan.system_name)
+        log.event(keys.CACHE_CLEAR, cleared)
 
     def _log_hyperparameters(self, log: RunLog, seed: int) -> None:
         plan, data, topo = self.plan, self.data, self.topology
         prov = self.provenance
         for key, value in [
-            ("seed", seed), ("global_batch_size", plan.batch_size), ("opt_name", plan.optimizer),
-            ("opt_base_learning_rate", plan.learning_rate), ("opt_adam_beta_1", plan.beta1),
-            ("opt_adam_beta_2", plan.beta2), ("opt_adam_epsilon", plan.epsilon),
-            ("preproc_hp_min_ratings", constants.MIN_RATINGS), ("preproc_hp_num_eval", plan.num_eval_negatives),
-            ("preproc_hp_sample_eval_replacement", True), ("input_hp_num_neg", plan.num_neg),
-            ("input_hp_sample_train_replacement", True), ("eval_hp_num_users", data.num_users),
-            ("eval_hp_num_neg", plan.num_eval_negatives), ("eval_hp_match_mlperf", plan.match_mlperf),
-            ("model_hp_mf_dim", plan.mf_dim), ("model_hp_mlp_layer_sizes", list(plan.layers)),
-            ("model_hp_loss_fn", constants.LOSS_FN), ("eval_target", plan.target),
-            ("train_samples", len(data.train_users) * (1 + plan.num_neg)),
-            ("eval_samples", data.num_users * constants.EVAL_ROW),
-            ("dataset_name", data.name), ("dataset_verification", data.verification),
-            ("dataset_sha256", data.raw_sha256), ("dataset_preparation_version", data.preparation_version),
-            ("dataset_heldout_sha256", data.heldout_sha256),
-            ("dataset_train_positives", len(data.train_users)),
-            ("harness_version", __version__), ("harness_git_commit", prov.get("git_commit", "unknown")),
-            ("framework_version", f"TensorFlow {prov.get('tensorflow_version', 'unknown')}"),
-            ("system_name", plan.system_name), ("num_replicas", topo.num_replicas),
-            ("num_hosts", topo.num_hosts), ("precision", plan.precision), ("xla", plan.xla),
+            (keys.SEED, seed), (keys.GLOBAL_BATCH_SIZE, plan.batch_size), (keys.OPT_NAME, plan.optimizer),
+            (keys.OPT_BASE_LR, plan.learning_rate), (keys.OPT_ADAM_BETA_1, plan.beta1),
+            (keys.OPT_ADAM_BETA_2, plan.beta2), (keys.OPT_ADAM_EPSILON, plan.epsilon),
+            (keys.PREPROC_HP_MIN_RATINGS, constants.MIN_RATINGS), (keys.PREPROC_HP_NUM_EVAL, plan.num_eval_negatives),
+            (keys.PREPROC_HP_SAMPLE_EVAL_REPLACEMENT, True), (keys.INPUT_HP_NUM_NEG, plan.num_neg),
+            (keys.INPUT_HP_SAMPLE_TRAIN_REPLACEMENT, True), (keys.EVAL_HP_NUM_USERS, data.num_users),
+            (keys.EVAL_HP_NUM_NEG, plan.num_eval_negatives), (keys.EVAL_HP_MATCH_MLPERF, plan.match_mlperf),
+            (keys.MODEL_HP_MF_DIM, plan.mf_dim), (keys.MODEL_HP_MLP_LAYER_SIZES, list(plan.layers)),
+            (keys.MODEL_HP_LOSS_FN, constants.LOSS_FN), (keys.EVAL_TARGET, plan.target),
+            (keys.TRAIN_SAMPLES, len(data.train_users) * (1 + plan.num_neg)),
+            (keys.EVAL_SAMPLES, data.num_users * constants.EVAL_ROW),
+            (keys.DATASET_NAME, data.name), (keys.DATASET_VERIFICATION, data.verification),
+            (keys.DATASET_SHA256, data.raw_sha256), (keys.DATASET_PREPARATION_VERSION, data.preparation_version),
+            (keys.DATASET_HELDOUT_SHA256, data.heldout_sha256),
+            (keys.DATASET_TRAIN_POSITIVES, len(data.train_users)),
+            (keys.HARNESS_VERSION, __version__), (keys.HARNESS_GIT_COMMIT, prov.get("git_commit", "unknown")),
+            (keys.FRAMEWORK_VERSION, f"TensorFlow {prov.get('tensorflow_version', 'unknown')}"),
+            (keys.SYSTEM_NAME, plan.system_name), (keys.NUM_REPLICAS, topo.num_replicas),
+            (keys.NUM_HOSTS, topo.num_hosts), (keys.PRECISION, plan.precision), (keys.XLA, plan.xla),
         ]:
             log.event(key, value)
 
-    def _finish(self, outcome: RunOutcome, extra: dict, complete: bool) -> None:
+    def _finish(self, outcome: RunOutcome, progress: RunProgress, complete: bool) -> None:
         """Check the log (chief), then write the run summary beside it atomically."""
         if outcome.log_path is None:
             return
-        try:
-            from harness.compliance.checker import check_log
-
-            verdict = check_log(outcome.log_path)
-            outcome.verdict = {"passed": verdict.passed, "failures": list(verdict.failures),
-                               "warnings": list(verdict.warnings), "division": verdict.division}
-        except ImportError:
-            outcome.verdict = None
+        verdict = check_log(outcome.log_path)
+        outcome.verdict = {"passed": verdict.passed, "failures": list(verdict.failures),
+                           "warnings": list(verdict.warnings), "division": verdict.division}
         from harness.distribute.provenance import host_fingerprint
 
         summary = {
             "benchmark": constants.BENCHMARK, "complete": complete, "status": outcome.status,
-            "abort_reason": outcome.abort_reason, "abort_detail": extra.get("abort_detail"),
+            "abort_reason": outcome.abort_reason, "abort_detail": progress.abort_detail,
             "result_index": outcome.index, "seed": outcome.seed, "system_name": self.plan.system_name,
             "profile": self.plan.system, "division": self.plan.division, "open_reasons": self.plan.open_reasons,
             "dataset": {"name": self.data.name, "verification": self.data.verification,
@@ -416,8 +425,8 @@ class BenchmarkSession:
             "target_note": self.plan.target_note, "time_to_train_s": outcome.time_to_train_s, "init_s": outcome.init_s,
             "epochs_run": len(outcome.epochs), "best_hit_rate": outcome.best_hr,
             "epochs": [asdict(e) for e in outcome.epochs],
-            "eval_set_sha256": extra.get("eval_set_sha256"), "trainer": extra.get("trainer"),
-            "peak_rss_bytes": peak_rss_bytes(), "cpu_cores_used": extra.get("cpu_cores_used"),
+            "eval_set_sha256": progress.eval_set_sha256, "trainer": progress.trainer,
+            "peak_rss_bytes": peak_rss_bytes(), "cpu_cores_used": progress.cpu_cores_used,
             "host_fingerprint": host_fingerprint(), "plan": self.plan.to_dict(),
             "provenance": self.provenance, "compliance": outcome.verdict, "log": Path(outcome.log_path).name,
         }
