@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness.train.fast.choice import FastPaths
 from harness.train.fast.fast_eval import catalogue_parts, eval_logits
 from harness.train.input_pipeline import eval_dataset, train_dataset
 from harness.train.trainer import Trainer
@@ -109,7 +110,9 @@ def test_trainer_evaluate_fast_equals_reference():
     strategy = tf.distribute.get_strategy()
     results = []
     for fast in (True, False):
-        trainer = Trainer(strategy, model, AdamConfig(0.001), xla=fast, fast_eval=fast)
+        paths = FastPaths() if fast else FastPaths.reference()
+        trainer = Trainer(strategy, model, AdamConfig(0.001), xla=fast, paths=paths)
+        assert trainer.describe()["fast_eval"] is fast
         dataset, steps = eval_dataset(strategy, rows[:250], mask[:250], 64, 1, 1, 0)   # padded tail
         results.append(trainer.evaluate(dataset, steps))
     fast, reference = results

@@ -1,4 +1,4 @@
-"""The exact lazy Adam (harness.train.fast.lazy_adam, Trainer optimizer_impl="lazy_exact") equals dense Adam.
+"""The exact lazy Adam (harness.train.fast.lazy_adam, FastPaths(optimizer_impl="lazy_exact")) equals dense Adam.
 
 Why these tests: lazy_exact must be dense Adam in disguise (a profile may choose it), and the
 default dense update of a table with distinct rows is itself written in plain operations. They
@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness.train.fast.choice import DENSE, LAZY_ADAM, LAZY_EXACT, FastPaths
 from harness.train.input_pipeline import train_dataset
 from harness.train.fast.lazy_adam import apply_dense_adam_from_rows, replay_sorted, sort_by_skipped, step_size
 from harness.train.fast.split_mlp import dense_from_rows, distinct_rows_and_slots
@@ -74,7 +75,7 @@ def trained(per_call: int = 5, warm_up: bool = False, reg: float = 0.0, **option
 
 @pytest.fixture(scope="module")
 def reference() -> Trainer:
-    return trained(xla=False, optimizer_impl="dense", split_first_layer=False, fast_eval=False)
+    return trained(xla=False, paths=FastPaths.reference())
 
 
 def initial_variables() -> list[np.ndarray]:
@@ -153,7 +154,7 @@ def test_dense_adam_from_rows_equals_resource_apply_adam():
 
 @pytest.fixture(scope="module")
 def lazy_unsplit() -> Trainer:
-    return trained(xla=True, optimizer_impl="lazy_exact", split_first_layer=False)
+    return trained(xla=True, paths=FastPaths(optimizer_impl=LAZY_EXACT, split_first_layer=False))
 
 
 def test_lazy_exact_equals_dense_adam_on_the_same_step(lazy_unsplit):
@@ -163,7 +164,7 @@ def test_lazy_exact_equals_dense_adam_on_the_same_step(lazy_unsplit):
     whose v update XLA may round 1-2 ulp differently; after 20 steps that stays below 1e-6
     relative (1e-5 allowed), far below what a real difference in the optimizer moves.
     """
-    dense = trained(xla=True, optimizer_impl="dense", split_first_layer=False)
+    dense = trained(xla=True, paths=FastPaths(optimizer_impl=DENSE, split_first_layer=False))
     assert lazy_unsplit.describe()["path"] == dense.describe()["path"] == "fused"
     assert lazy_unsplit.describe()["lazy_tables"] == ["user", "item"]
     for x, y in zip(lazy_unsplit.variables + lazy_unsplit.m + lazy_unsplit.v, dense.variables + dense.m + dense.v):
@@ -174,12 +175,12 @@ def test_lazy_exact_equals_reference_dense_adam(lazy_unsplit, reference):
     assert_same_state(lazy_unsplit, reference)
 
 
-@pytest.mark.parametrize("impl", ["dense", "lazy_exact"])
+@pytest.mark.parametrize("impl", [DENSE, LAZY_EXACT])
 def test_split_fused_step_after_runner_warm_up_equals_reference(reference, impl):
     """The default cpu path (fused, split first layer, dense Adam) and its lazy variant, 3 steps
     per call, after the runner's warm-up: an all-padding step, then a reset of step/m/v (not of
     the row clocks, which the runner does not know about)."""
-    got = trained(per_call=3, warm_up=True, xla=True, optimizer_impl=impl)
+    got = trained(per_call=3, warm_up=True, xla=True, paths=FastPaths(optimizer_impl=impl))
     assert got.describe()["split_first_layer"] and got.describe()["path"] == "fused"
     assert got.describe()["user_ordered_batches"] and not reference.describe()["user_ordered_batches"]
     assert_same_state(got, reference)
@@ -187,7 +188,7 @@ def test_split_fused_step_after_runner_warm_up_equals_reference(reference, impl)
 
 def test_default_fused_step_without_user_order_equals_reference(reference):
     """The batch order is a speed choice only: unsorted batches on the fused path agree too."""
-    got = trained(per_call=3, xla=True, user_order=False)
+    got = trained(per_call=3, xla=True, paths=FastPaths(user_order=False))
     assert got.describe()["path"] == "fused" and not got.describe()["user_ordered_batches"]
     assert_same_state(got, reference)
 
@@ -195,14 +196,14 @@ def test_default_fused_step_without_user_order_equals_reference(reference):
 def test_too_small_capacity_plan_falls_back_exactly(reference):
     """Frequencies that predict ~10 distinct users make the plan too small: results still exact."""
     skewed = np.r_[np.ones(10), np.full(USERS - 10, 1e-9)]
-    got = trained(xla=True, optimizer_impl="lazy_exact", row_frequencies=(skewed, skewed[:ITEMS]))
-    plans = got._side_plans(BATCH, full=False)
+    got = trained(xla=True, paths=FastPaths(optimizer_impl=LAZY_EXACT), row_frequencies=(skewed, skewed[:ITEMS]))
+    plans = got.capacity.plans(BATCH, full=False)
     assert all(p.needs_fallback for p in plans), plans
     assert_same_state(got, reference)
 
 
 def test_mlperf_lazy_adam_is_a_different_optimizer(reference):
-    got = trained(xla=True, optimizer_impl="lazy_adam", split_first_layer=False)
+    got = trained(xla=True, paths=FastPaths(optimizer_impl=LAZY_ADAM, split_first_layer=False))
     users, _, _ = sparse_epoch()
     never = np.setdiff1d(np.arange(USERS), users)
     initial = initial_variables()[0]
@@ -217,7 +218,7 @@ def test_table_penalty_trains_like_the_reference_path():
     """With an L2 penalty on the tables, an XLA Trainer takes the distributed path, whose gradient
     has the penalty on every row (the fused step differentiates only the rows a batch reads)."""
     got = trained(xla=True, reg=1e-2)
-    want = trained(xla=False, optimizer_impl="dense", split_first_layer=False, fast_eval=False, reg=1e-2)
+    want = trained(xla=False, paths=FastPaths.reference(), reg=1e-2)
     assert got.describe()["path"] == "distributed"
     assert_same_state(got, want)
 
@@ -225,17 +226,31 @@ def test_table_penalty_trains_like_the_reference_path():
 def test_optimizer_choice():
     strategy = tf.distribute.get_strategy()
 
-    def impl(**options):
-        model = NeuMF(USERS, ITEMS, mf_dim=8, layers=LAYERS, seed=1, mf_regularization=options.pop("reg", 0.0))
-        return Trainer(strategy, model, ADAM, **options).optimizer_impl
+    def impl(reg: float = 0.0, **options):
+        model = NeuMF(USERS, ITEMS, mf_dim=8, layers=LAYERS, seed=1, mf_regularization=reg)
+        return Trainer(strategy, model, ADAM, **options).paths.optimizer_impl
 
-    assert impl(xla=True) == "dense"           # auto: exact lazy Adam is slower on CPU (fast_paths)
-    assert impl(xla=True, optimizer_impl="lazy_exact") == "lazy_exact"
-    assert impl(xla=False) == "dense"
-    assert impl(xla=True, fused_step=False) == "dense"
+    assert impl(xla=True) == DENSE           # auto: exact lazy Adam is slower on CPU (choice)
+    assert impl(xla=True, paths=FastPaths(optimizer_impl=LAZY_EXACT)) == LAZY_EXACT
+    assert impl(xla=False) == DENSE
+    assert impl(xla=True, paths=FastPaths(fused_step=False)) == DENSE
     with pytest.raises(ValueError, match="needs one replica with XLA"):
-        impl(xla=False, optimizer_impl="lazy_exact")
+        impl(xla=False, paths=FastPaths(optimizer_impl=LAZY_EXACT))
     with pytest.raises(ValueError, match="mf_regularization"):
-        impl(xla=True, reg=1e-6, optimizer_impl="lazy_exact")
+        impl(xla=True, reg=1e-6, paths=FastPaths(optimizer_impl=LAZY_EXACT))
     with pytest.raises(ValueError, match="optimizer_impl must be"):
-        impl(xla=True, optimizer_impl="sgd")
+        impl(xla=True, paths=FastPaths(optimizer_impl="sgd"))
+
+
+def test_loose_switches_apply_over_paths():
+    """Callers may still pass FastPaths fields one by one; they override `paths`, and a name that is
+    no switch is refused."""
+    strategy = tf.distribute.get_strategy()
+    model = NeuMF(USERS, ITEMS, mf_dim=8, layers=LAYERS, seed=1)
+    loose = Trainer(strategy, model, ADAM, xla=True, **FastPaths.reference().keywords())
+    assert loose.paths == Trainer(strategy, model, ADAM, xla=True, paths=FastPaths.reference()).paths
+    assert loose.describe()["path"] == "distributed"
+    over = Trainer(strategy, model, ADAM, xla=True, paths=FastPaths.reference(), fused_step=True)
+    assert over.fused and not over.paths.split_first_layer
+    with pytest.raises(TypeError):
+        Trainer(strategy, model, ADAM, fused=True)

@@ -1,1 +1,2 @@
-"""Training and evaluation of NeuMF: the Trainer, its input pipeline, and (in fast/) the exact fast paths."""
+"""Training and evaluation of NeuMF: the Trainer and its state, its input pipeline, and (in fast/) the exact
+fast paths."""

@@ -24,11 +24,15 @@ prints them for profiles whose hardware is not present (GPU, TPU), so both alway
   the step (harness.train.input_pipeline.order_by_user), so the step's per-user gathers and gradient sums
   read memory in order. The batches are the same; only float rounding changes.
 - Loss scaling: dynamic for float16 compute (mixed_float16); none for float32 and bfloat16.
+
+`FastPaths` holds the Trainer's switches: `FastPaths()` is the default choice,
+`FastPaths.reference()` the plain path every fast path is compared with, and `applied` turns a
+request into what runs on a topology, for the Trainer and `planned_settings` alike.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -165,12 +169,53 @@ def loss_scaling_for(precision: str) -> str | None:
     return "dynamic" if precision == "mixed_float16" else None
 
 
+@dataclass(frozen=True)
+class FastPaths:
+    """The Trainer's fast-path switches. Each one allows a fast path; `applied` keeps it where it can run.
+
+    `FastPaths()` is the default choice (every fast path, "auto" optimizer);
+    `FastPaths.reference()` is the plain path that every fast path is compared with.
+    """
+
+    fused_step: bool = True          # gradient and update of a step in one XLA program
+    split_first_layer: bool = True   # training: first MLP layer once per distinct user / item
+    fast_eval: bool = True           # eval: split first layer and the sort-free rank
+    optimizer_impl: str = AUTO       # DENSE, LAZY_EXACT, LAZY_ADAM or AUTO
+    user_order: bool = True          # training batches sorted by user (fused step only)
+
+    @classmethod
+    def reference(cls) -> FastPaths:
+        """The plain path: the distributed step, the model's own forward, dense Adam, the argsort eval."""
+        return cls(fused_step=False, split_first_layer=False, fast_eval=False, optimizer_impl=DENSE,
+                   user_order=False)
+
+    @classmethod
+    def for_optimizer(cls, optimizer_name: str) -> FastPaths:
+        """The default choice for a profile's optimizer name ("adam" or "lazy_adam")."""
+        return cls(optimizer_impl=optimizer_impl_for(optimizer_name))
+
+    def applied(self, xla: bool, num_replicas: int, tpu: bool, regularised: bool) -> FastPaths:
+        """The switches as they take effect: the fused step (and with it user order) only where it
+        applies, the optimizer resolved ("auto" is dense). Raises ValueError as `choose_optimizer_impl`."""
+        fused = self.fused_step and fused_step_applies(xla, num_replicas, tpu, regularised)
+        return replace(self, fused_step=fused, user_order=fused and self.user_order,
+                       optimizer_impl=choose_optimizer_impl(self.optimizer_impl, fused, regularised))
+
+    def keywords(self) -> dict[str, bool | str]:
+        """The switches as Trainer keyword arguments: `Trainer(..., **p.keywords())` is `Trainer(..., paths=p)`."""
+        return asdict(self)
+
+    def settings(self, xla: bool, loss_scale: str | None, compute_dtype: str) -> dict:
+        """What runs, as `Trainer.describe()` reports it (call on `applied` switches)."""
+        return {"path": "fused" if self.fused_step else "distributed", "xla": bool(xla),
+                "optimizer_impl": self.optimizer_impl, "split_first_layer": self.split_first_layer,
+                "user_ordered_batches": self.user_order, "fast_eval": self.fast_eval, "loss_scale": loss_scale,
+                "eval_output_layer": "float32" if self.fast_eval else compute_dtype}
+
+
 def planned_settings(xla: bool, num_replicas: int, device: str, precision: str, optimizer_name: str,
                      regularised: bool = False) -> dict:
     """What the Trainer will run for a plan, as `Trainer.describe()` reports it (no TensorFlow)."""
-    fused = fused_step_applies(xla, num_replicas, device == "tpu", regularised)
-    return {"path": "fused" if fused else "distributed", "xla": bool(xla),
-            "optimizer_impl": choose_optimizer_impl(optimizer_impl_for(optimizer_name), fused, regularised),
-            "split_first_layer": True, "user_ordered_batches": fused, "fast_eval": True,
-            "loss_scale": loss_scaling_for(precision),
-            "eval_output_layer": "float32"}
+    paths = FastPaths.for_optimizer(optimizer_name).applied(xla, num_replicas, device == "tpu", regularised)
+    compute_dtype = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(precision, "float32")
+    return paths.settings(xla, loss_scaling_for(precision), compute_dtype)

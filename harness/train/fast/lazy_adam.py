@@ -159,6 +159,26 @@ def replay_sorted(w: tf.Tensor, m: tf.Tensor, v: tf.Tensor, first_step: tf.Tenso
     return w[:n], m[:n], v[:n]
 
 
+def write_rows(table: tf.Variable, m: tf.Variable, v: tf.Variable, rows: tf.Tensor,
+               values: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> None:
+    """Write (w, m, v) rows [n, d] back to the table and its moments at row ids `rows` [n]."""
+    index = rows[:, tf.newaxis]                                            # [n, 1]
+    for var, value in zip((table, m, v), values):
+        var.scatter_nd_update(index, value)
+
+
+def catch_up_table(table: tf.Variable, m: tf.Variable, v: tf.Variable, clock: tf.Variable,
+                   step: tf.Tensor, config: AdamConfig) -> None:
+    """Replay every row of a table that is behind `step` up to it; then every row's clock is `step`."""
+    last = tf.minimum(tf.convert_to_tensor(clock), step)                   # [rows] last step applied
+    skipped = step - last                                                  # [rows]
+    order, _ = sort_by_skipped(tf.range(tf.shape(last)[0]), skipped)       # [rows] most skipped first
+    w, m_rows, v_rows = (tf.gather(x, order) for x in (table, m, v))       # [rows, d] each
+    values = replay_sorted(w, m_rows, v_rows, tf.gather(last, order) + 1, tf.gather(skipped, order), config)
+    write_rows(table, m, v, order, values)
+    clock.assign(tf.fill(tf.shape(clock), step))
+
+
 def _block_rows(start: tf.Tensor, block_rows: int) -> tf.Tensor:
     """Row indices [block_rows, 1] of a contiguous block (XLA turns the scatter into an in-place update)."""
     return (start + tf.range(block_rows))[:, tf.newaxis]

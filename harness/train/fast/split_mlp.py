@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from harness.train.fast.choice import ALL_ROWS, SidePlan
 from reference.model import NeuMF
 
 
@@ -89,7 +90,7 @@ def first_layer_halves(model: NeuMF) -> tuple[tf.Tensor, tf.Tensor]:
 class RowBlocks(NamedTuple):
     """Embedding rows as their two column blocks: the GMF part [n, mf_dim] and the MLP part [n, width - mf_dim].
 
-    Why: the training step differentiates with respect to these blocks (harness.train.trainer), so a
+    Why: the training step differentiates with respect to these blocks (harness.train.fast.fused_step), so a
     row's gradient is the concatenation of the blocks' gradients. Slicing one [n, width] tensor
     instead gives each slice a zero-padded, full-width gradient, which XLA writes out and adds.
     """
@@ -177,3 +178,17 @@ def split_logits(model: NeuMF, user_rows: tf.Tensor | RowBlocks, user_index: tf.
     mf_vector = (tf.cast(tf.gather(users.mf, user_index), dtype)
                  * tf.cast(tf.gather(items.mf, item_index), dtype))
     return model.output_logit(mf_vector, model.upper_layers(hidden))
+
+
+def split_logits_from_tables(model: NeuMF, users: tf.Tensor, items: tf.Tensor,
+                             plans: tuple[SidePlan, SidePlan]) -> tf.Tensor:
+    """`split_logits` reading the model's tables per side's plan (whole table, or the batch's distinct
+    rows), so that gradients flow to the table variables (the distributed step)."""
+    tensors = []
+    for ids, table, plan in ((users, model.embedding_user, plans[0]), (items, model.embedding_item, plans[1])):
+        if plan.mode == ALL_ROWS:
+            tensors += [tf.convert_to_tensor(table), ids]
+        else:
+            rows, index = distinct_rows(ids, plan.num_rows, plan.capacity)
+            tensors += [tf.gather(table, rows), index]
+    return split_logits(model, *tensors)
