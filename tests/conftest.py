@@ -11,11 +11,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from harness.core.tf_runtime import apply_runtime_environment  # noqa: E402
+from support.paths import SHARED  # noqa: E402
 
 apply_runtime_environment()   # TensorFlow in the tests allocates as in the product's commands
 

@@ -2,14 +2,14 @@
 
 Without a bench flag it prints the dataset's sizes, its eval-set statistics (from the eval
 negatives of `--seed`, 0 by default: mean duplicates per eval row under the duplicate-mask
-convention of REFERENCE §3, and the share of rows whose test item was drawn among its own
+convention of docs/reference-facts.md §3, and the share of rows whose test item was drawn among its own
 negatives), the verification status, the rating file's SHA-256, the preparation version and the
 cache file. With `--json` the same as one JSON object on stdout, with the keys of `SUMMARY_KEYS`.
 
 `--bench-csv` times the CSV path of preparation on a synthetic set written as ratings.csv (in a
 fresh process, so its peak RSS is the preparation's own); `--bench-sampling` times the negative
 generators on the prepared dataset. Both print seconds (wall and CPU) and are how the data
-layer's budgets (REFERENCE-scale: 20M ratings in < 60 s and < 4 GiB; an epoch of negatives plus
+layer's budgets (at ml-20m scale: 20M ratings in < 60 s and < 4 GiB; an epoch of negatives plus
 shuffle < 10 s; eval negatives < 30 s) are checked.
 
 Nothing here imports TensorFlow, so the command answers as fast as the data allows.

@@ -9,7 +9,7 @@ One run loop serves every topology; only this module knows how each strategy is 
   tpu                     TPUStrategy on a slice reached through TPUClusterResolver
 
 How long a multi-worker run waits for a peer that is gone (measured with two workers on one
-2-core machine, tests/test_distributed_multiworker.py):
+2-core machine, tests/distribute/test_distributed_multiworker.py):
   * a worker that dies (crash, kill, lost host) while a peer exchanges data with it: the peer's
     collective fails at once on the refused connection (2-5 s from the kill to the survivor's exit);
     otherwise the coordination service (hosted by the chief) declares it dead after

@@ -8,7 +8,7 @@ Measures, with warm-up (tracing, XLA compilation, the first steps) excluded:
     pipeline than when its batch is already in memory), plus the cost of generating the next
     epoch's negatives while training (the runner overlaps them);
   * this machine's fp32 matmul rate (a large tf.matmul) in the same invocation, and the ratio of
-    the work done (counted as the reference model's FLOPs, REFERENCE §4) to it.
+    the work done (counted as the reference model's FLOPs, docs/reference-facts.md §4) to it.
 Optional: `--ablation` times the plain reference path and each fast path switched on in turn;
 `--peer` runs the TF Model Garden NCF peer (harness.measure.peer, in a venv of its own built on
 first use) at the same batch size and XLA setting between two measurements of ours and reports
@@ -29,7 +29,7 @@ import gc
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -76,7 +76,7 @@ def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
 
 
 def reference_macs_per_pair(mf_dim: int, layers: list[int]) -> int:
-    """Multiply-adds of one forward pass of the reference model (REFERENCE §4: 106,624 closed)."""
+    """Multiply-adds of one forward pass of the reference model (docs/reference-facts.md §4: 106,624 closed)."""
     dense = sum(a * b for a, b in zip(layers[:-1], layers[1:]))
     return mf_dim + dense + (mf_dim + layers[-1])
 
@@ -171,8 +171,7 @@ def measure_eval(session: Session, trainer: Any, users: int, check: bool = False
         from harness.train.trainer import Trainer
 
         reference = Trainer(session.strategy, trainer.model, trainer.adam, match_mlperf=plan.match_mlperf,
-                            xla=plan.xla, optimizer_impl="dense", split_first_layer=False, fast_eval=False,
-                            fused_step=False)
+                            xla=plan.xla, paths=FastPaths.reference())
         ref = reference.evaluate(dataset, steps)
         out["reference_check"] = {"hits": ref.hits, "weight": ref.weight, "ndcg": ref.ndcg_mean,
                                   "fast_hits": sums.hits, "fast_weight": sums.weight, "fast_ndcg": sums.ndcg_mean,
@@ -189,13 +188,12 @@ def run_peer(batch: int, xla: bool, wait_quiet: int, env: dict[str, str] | None 
             "logged_steps": peer.logged_steps, "log": str(peer.log)}
 
 
-ABLATION = (
-    ("reference path (distributed step, model forward, dense Adam, argsort eval)",
-     FastPaths.reference().keywords()),
-    ("+ fused XLA step", dict(split_first_layer=False, fast_eval=False, optimizer_impl="dense", user_order=False)),
-    ("+ split first layer (train) and fast eval", dict(optimizer_impl="dense", user_order=False)),
-    ("+ batches ordered by user (the default)", dict(optimizer_impl="dense")),
-    ("+ exact lazy Adam (optional)", dict(optimizer_impl="lazy_exact")),
+ABLATION: tuple[tuple[str, FastPaths], ...] = (
+    ("reference path (distributed step, model forward, dense Adam, argsort eval)", FastPaths.reference()),
+    ("+ fused XLA step", replace(FastPaths.reference(), fused_step=True)),
+    ("+ split first layer (train) and fast eval", FastPaths(optimizer_impl="dense", user_order=False)),
+    ("+ batches ordered by user (the default)", FastPaths(optimizer_impl="dense")),
+    ("+ exact lazy Adam (optional)", FastPaths(optimizer_impl="lazy_exact")),
 )
 
 
@@ -217,11 +215,11 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
     chunk = max(1, steps // rounds)
     rows: list[dict] = []
     live: list[tuple[dict, Any, Any]] = []     # (row, trainer, training iterator)
-    for label, options in ABLATION:
-        if not session.plan.xla and options.get("fused_step", True):
+    for label, paths in ABLATION:
+        if not session.plan.xla and paths.fused_step:
             continue
         try:
-            trainer = session.trainer(**options)
+            trainer = session.trainer(paths=paths)
         except ValueError as exc:   # e.g. lazy Adam where no fused step exists
             rows.append({"variant": label, "skipped": str(exc)})
             continue

@@ -3,9 +3,9 @@
 Resolution order for every hyperparameter (each value used is logged):
   1. the dataset's defaults (`reference.targets`);
   2. the system profile's optimizer and global batch, for full-size sets (ml-20m, ml-25m and the
-     synthetic ml-20m-sized sets), where a profile's choice from REFERENCE §5 applies;
+     synthetic ml-20m-sized sets), where a profile's choice from docs/reference-facts.md §5 applies;
   3. the command's `PlanOverrides` (command-line flags, or values a measuring command sets).
-The division is decided here too: closed only when every closed-division rule holds (REFERENCE
+The division is decided here too: closed only when every closed-division rule holds (docs/reference-facts.md
 §6); anything else runs as open, with the reasons listed in the plan and the log.
 No TensorFlow import: `--dry-run` must answer instantly.
 """

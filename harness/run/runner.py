@@ -1,6 +1,6 @@
 """The timed benchmark: init, then run_start .. run_stop, for each of `plan.runs` runs.
 
-The order of work follows the MLPerf rules (REFERENCE §6):
+The order of work follows the MLPerf rules (docs/reference-facts.md §6):
   init_start .. init_stop   strategy, model, optimizer state, compiled steps, memory for the
                             first epoch's examples (untimed, logged)
   run_start                 eval negatives + duplicate mask are made here, inside the timed region

@@ -31,7 +31,7 @@ Reading order: the state (`__init__`), `train_steps` and the distributed step, `
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -84,21 +84,18 @@ class Trainer:
         loss_scale: "auto" (dynamic for float16 compute, none otherwise), "dynamic" or None.
         initial_loss_scale, loss_scale_growth_interval: the dynamic loss scale's start, and the
             finite steps before it doubles (2,000).
-        **switches: `FastPaths` fields given one by one (e.g. `fused_step=False`), applied over
-            `paths`, for callers that pass them loose.
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, model: NeuMF, adam: AdamConfig,
                  match_mlperf: bool = True, xla: bool = False, paths: FastPaths = FastPaths(),
                  row_frequencies: Sequence[np.ndarray | None] = (None, None),
                  loss_scale: str | None = AUTO, initial_loss_scale: float = 2.0 ** 15,
-                 loss_scale_growth_interval: int = 2000, **switches: bool | str) -> None:
+                 loss_scale_growth_interval: int = 2000) -> None:
         self.strategy = strategy
         self.match_mlperf = match_mlperf
         self.xla = bool(xla)
         regularised = model.mf_regularization != 0.0
-        self.paths = replace(paths, **switches).applied(self.xla, strategy.num_replicas_in_sync,
-                                                         _is_tpu(strategy), regularised)
+        self.paths = paths.applied(self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy), regularised)
         if loss_scale == AUTO:
             loss_scale = loss_scaling_for("mixed_float16" if model.compute_dtype == tf.float16 else "")
         if loss_scale not in (None, "dynamic"):

@@ -9,7 +9,7 @@ per run).
 
 Exactness: a plan changes only the speed. Every batch's true count is checked against the plan,
 and a batch above it runs the full-size variant (`fits` in `observe`);
-tests/test_fast_lazy_adam.py::test_too_small_capacity_plan_falls_back_exactly trains with a
+tests/train/test_fast_lazy_adam.py::test_too_small_capacity_plan_falls_back_exactly trains with a
 plan far too small and still gets the plain path's results.
 """
 from __future__ import annotations

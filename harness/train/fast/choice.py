@@ -32,7 +32,7 @@ request into what runs on a topology, for the Trainer and `planned_settings` ali
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -200,10 +200,6 @@ class FastPaths:
         fused = self.fused_step and fused_step_applies(xla, num_replicas, tpu, regularised)
         return replace(self, fused_step=fused, user_order=fused and self.user_order,
                        optimizer_impl=choose_optimizer_impl(self.optimizer_impl, fused, regularised))
-
-    def keywords(self) -> dict[str, bool | str]:
-        """The switches as Trainer keyword arguments: `Trainer(..., **p.keywords())` is `Trainer(..., paths=p)`."""
-        return asdict(self)
 
     def settings(self, xla: bool, loss_scale: str | None, compute_dtype: str) -> dict:
         """What runs, as `Trainer.describe()` reports it (call on `applied` switches)."""

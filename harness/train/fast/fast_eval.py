@@ -2,7 +2,7 @@
 the user half once per user, then per candidate pair only the rest of the network.
 
 Why: an eval scores every user against 1,000 candidates (ml-20m: 138.5M pairs per epoch). The
-reference path runs the whole network per pair (about 106,600 multiply-adds, REFERENCE §4);
+reference path runs the whole network per pair (about 106,600 multiply-adds, docs/reference-facts.md §4);
 here a pair costs the add of two precomputed halves, the ReLU tower after the first layer and
 the output layer (about 41,000), which is what moves eval past "0.21 MFLOP per pair".
 
@@ -13,7 +13,7 @@ Exactness: the first layer's sum runs as (user half + item half) + bias instead 
 over the concatenation, so logits differ from `NeuMF.__call__` in the last bits (the reference
 path itself differs that much between eval batch sizes, as the matmul kernel blocks M
 differently). HR/NDCG can change only if two of a row's logits lie within that rounding of each
-other and straddle the true item's; tests/test_fast_eval.py shows identical HR/NDCG on random
+other and straddle the true item's; tests/train/test_fast_eval.py shows identical HR/NDCG on random
 and trained models and bounds the logit difference.
 
 Mixed precision: the network runs in the model's compute dtype up to the last hidden layer; the

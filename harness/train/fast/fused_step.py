@@ -10,12 +10,12 @@ updated only when a batch touches it, after replaying the zero-gradient steps it
 every row is brought up to date (`catch_up`) before each eval. `choice.fused_step_applies`
 decides where it runs (not with an L2 penalty on the tables, whose gradient is on every row).
 
-Exact: tests/test_fast_lazy_adam.py trains the same batches here and on the plain reference
+Exact: tests/train/test_fast_lazy_adam.py trains the same batches here and on the plain reference
 path and compares every variable and both Adam moments: the default step and its lazy variant
 after the runner's warm-up (test_split_fused_step_after_runner_warm_up_equals_reference),
 unordered batches, the model's own forward pass (test_lazy_exact_equals_reference_dense_adam), a
 capacity plan far too small (test_too_small_capacity_plan_falls_back_exactly);
-tests/test_fast_loss_scale.py runs it in float16.
+tests/train/test_fast_loss_scale.py runs it in float16.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Adam on embedding rows: exact lazy (replaying skipped steps), MLPerf's Lazy Adam, and dense
 Adam fed from the distinct rows' gradient (`apply_dense_adam_from_rows`, the default's table update).
 
-Why: dense Adam rewrites every row of both embedding tables every step (REFERENCE §4: about
+Why: dense Adam rewrites every row of both embedding tables every step (docs/reference-facts.md §4: about
 0.9 GB of memory traffic per step on ml-20m), although a batch of 98,304 examples touches only
 a third of the 138,493 users. A row that a batch does not touch has a zero gradient, and dense
 Adam still moves it deterministically:
@@ -17,7 +17,7 @@ exactly these operations, in the same order and float32 arithmetic as TensorFlow
 applying the step's real gradient. Epsilon makes the weight's path a sum with no closed form
 (sum_j alpha(s_j) b1^j m / (sqrt(b2^j v) + eps)), so it is replayed step by step; the result
 equals dense Adam to float tolerance (differences come only from `pow` in the bias correction
-being evaluated by a different kernel). tests/test_fast_lazy_adam.py compares every variable
+being evaluated by a different kernel). tests/train/test_fast_lazy_adam.py compares every variable
 with the dense-Adam Trainer after many steps of random sparse batches.
 
 How the replay stays cheap: the rows to bring up to date are sorted by their number of skipped
@@ -75,7 +75,7 @@ def apply_dense_adam_from_rows(var: tf.Variable, m: tf.Variable, v: tf.Variable,
 
     The same update as `ResourceApplyAdam` fed `dense_from_rows(row_grad, slots)`, the same
     expressions in the same order, equal to a few ulp (XLA may round the fused multiply-add of
-    v's update differently in a different loop; tests/test_fast_lazy_adam.py), with less
+    v's update differently in a different loop; tests/train/test_fast_lazy_adam.py), with less
     memory traffic. XLA:CPU updates var, m and v in
     three passes over the table (no multi-output fusion), and given one table-sized gradient it
     writes that gradient out once and reads it twice. Here the m pass and the v pass each gather

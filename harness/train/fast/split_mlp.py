@@ -4,7 +4,7 @@ The first hidden layer multiplies concat(user_mlp, item_mlp) by a kernel [2h, la
 is the sum of two products: user_mlp @ kernel[:h] + item_mlp @ kernel[h:]. The user product
 depends on the user only, the item product on the item only, so each can be computed once per
 distinct user / item and then gathered per example. That is where most of NeuMF's arithmetic
-goes (about 60% of the forward multiply-adds, REFERENCE §4), and it is what lets
+goes (about 60% of the forward multiply-adds, docs/reference-facts.md §4), and it is what lets
 eval pass the naive ceiling of "0.21 MFLOP per candidate pair":
   * eval: once per user of the batch and once per item of the catalogue, instead of 1,000 times;
   * training: once per distinct user / item of a batch (for a side whose whole table is smaller
@@ -12,7 +12,7 @@ eval pass the naive ceiling of "0.21 MFLOP per candidate pair":
 
 Arithmetic: mathematically identical to `NeuMF.__call__`; in floating point the first layer's
 sum runs in a different order (two products of length h added, instead of one of length 2h),
-so logits agree to float tolerance, not bit for bit (tests/test_fast_eval.py measures how far).
+so logits agree to float tolerance, not bit for bit (tests/train/test_fast_eval.py measures how far).
 
 Distinct rows need a static size under XLA. `distinct_rows` uses a capacity fixed at trace time
 and the caller checks the true count (`distinct_count`) against it, falling back to a full-size

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_compliance_logbuilder import LogBuilder  # noqa: E402
+from support.logbuilder import LogBuilder  # noqa: E402
 
 from harness.core.errors import UserError  # noqa: E402
 from harness.results.log_parser import parse_log  # noqa: E402

@@ -141,7 +141,7 @@ def test_host_info_and_fingerprint_need_no_tensorflow():
             "fp = host_fingerprint(); p = collect_provenance(tensorflow=False); "
             "assert 'tensorflow' not in sys.modules; print(fp, p['tensorflow_version'])")
     out = subprocess.run(["python", "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert out[0] == host_fingerprint() and len(out[0]) == 12
 
 

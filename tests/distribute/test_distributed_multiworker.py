@@ -7,7 +7,7 @@ Through the real command line (`run_benchmark.py --system cpu-2host --worker-hos
     (harness.distribute.strategy.FAILURE_DETECTION_BOUND_S) with a one-line error and a non-zero exit, and
     no result is counted;
   * SIGKILL of the chief: the other worker fails within the bound, and no complete result exists.
-Through the strategy alone (tests/distributed_worker_probe.py), the two other ways a peer is lost:
+Through the strategy alone (tests/support/distributed_worker_probe.py), the two other ways a peer is lost:
 a frozen worker (SIGSTOP: heartbeats stop) and a live worker that never reaches the collective
 (the collective timeout, shortened for the test).
 
@@ -31,10 +31,11 @@ import pytest
 
 from harness.core.errors import UserError
 from harness.distribute.strategy import (COLLECTIVE_TIMEOUT_S, FAILURE_DETECTION_BOUND_S, HEARTBEAT_TIMEOUT_S,
-                              describe_distributed_failure, tf_config_from_flags)
+                                         describe_distributed_failure, tf_config_from_flags)
+from support.events import read_events
 
-REPO = Path(__file__).resolve().parent.parent
-PROBE = REPO / "tests" / "distributed_worker_probe.py"
+REPO = Path(__file__).resolve().parents[2]
+PROBE = REPO / "tests" / "support" / "distributed_worker_probe.py"
 SYSTEM = "cpu-2host"
 # Hard cap for two workers to import TensorFlow, prepare synthetic-small, join and finish a
 # one-epoch run on 2 shared cores (it takes ~30 s when the machine is quiet).
@@ -139,11 +140,6 @@ def result_files(root: Path) -> list[Path]:
     return sorted(p for p in (root / "results").rglob("*") if p.is_file()) if (root / "results").exists() else []
 
 
-def mllog_events(path: Path) -> list[dict]:
-    return [json.loads(line.split(":::MLLOG", 1)[1]) for line in path.read_text().splitlines()
-            if line.startswith(":::MLLOG")]
-
-
 def training_started(root: Path) -> bool:
     logs = list((root / "results").glob(f"{SYSTEM}/ncf/result_*.txt")) if (root / "results").exists() else []
     return any("epoch_start" in p.read_text() for p in logs)
@@ -199,7 +195,7 @@ def test_only_the_chief_writes_one_log_and_one_result(two_worker_run):
 @pytest.mark.slow
 def test_the_log_records_two_replicas_on_two_hosts(two_worker_run):
     _, root, _ = two_worker_run
-    events = mllog_events(root / "results" / SYSTEM / "ncf" / "result_0.txt")
+    events = read_events(root / "results" / SYSTEM / "ncf" / "result_0.txt")
     values = {e["key"]: e["value"] for e in events}
     assert values["num_replicas"] == 2 and values["num_hosts"] == 2
     assert events[-1]["key"] == "run_stop"
@@ -283,7 +279,7 @@ def test_killing_a_worker_ends_the_chiefs_log_with_run_stop_aborted(killed_worke
     _, root, _, _, _ = killed_worker
     logs = sorted((root / "results" / SYSTEM / "ncf").glob("result_*.txt*"))
     assert len(logs) == 1, logs
-    last = mllog_events(logs[0])[-1]
+    last = read_events(logs[0])[-1]
     assert last["key"] == "run_stop", last
     assert last["metadata"]["status"] == "aborted" and last["metadata"]["abort_reason"] == "error"
 

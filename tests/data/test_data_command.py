@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.data import synthetic
 from harness.commands.data import SUMMARY_KEYS
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_json_is_one_object_with_the_documented_keys(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.events import read_events
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--system", "cpu", "--dataset", "synthetic-small", "--seed", "0"]
 
 # Keys every run log must carry, in this order of first appearance (docs/reference-facts.md §7 + provenance).
@@ -46,11 +47,6 @@ def cli(args: list[str], tmp_path: Path, timeout: float = 300, **kw) -> subproce
 def _default_sigint() -> None:
     """In the child before exec: SIGINT back to its default, so Python installs KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def mllog_events(path: Path) -> list[dict]:
-    return [json.loads(line.split(":::MLLOG", 1)[1]) for line in path.read_text().splitlines()
-            if line.startswith(":::MLLOG")]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +154,7 @@ def _interrupted_run(root: Path, stem: str, signum: int) -> subprocess.Popen:
 
 def _assert_aborted_as_interrupted(results: Path, stem: str) -> None:
     assert not (results / f"{stem}.txt").exists(), "an interrupted run must leave the counted result names"
-    stop = [e for e in mllog_events(results / f"{stem}.txt.incomplete") if e["key"] == "run_stop"]
+    stop = [e for e in read_events(results / f"{stem}.txt.incomplete") if e["key"] == "run_stop"]
     assert len(stop) == 1 and stop[0]["metadata"]["status"] == "aborted"
     assert stop[0]["metadata"]["abort_reason"] == "interrupted"
     summary = json.loads((results / f"{stem}.json.incomplete").read_text())

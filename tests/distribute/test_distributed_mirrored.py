@@ -1,7 +1,7 @@
 """MirroredStrategy over 2 logical CPUs gives the one-device numbers (issue 4).
 
 Logical devices must be declared before TensorFlow starts, so the work happens in a fresh
-interpreter (tests/distributed_mirrored_probe.py) that saves its measurements to an .npz; the
+interpreter (tests/support/distributed_mirrored_probe.py) that saves its measurements to an .npz; the
 tests here only judge them. Both runs go through the harness's own strategy builder, input
 pipeline and Trainer, with the same weights (stateless initialisers, same seed) and data.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-PROBE = REPO / "tests" / "distributed_mirrored_probe.py"
+REPO = Path(__file__).resolve().parents[2]
+PROBE = REPO / "tests" / "support" / "distributed_mirrored_probe.py"
 # A fresh interpreter importing TensorFlow and tracing two small models takes ~30 s on 2 busy
 # cores; far beyond that something hangs, and the test must fail rather than wait.
 PROBE_TIMEOUT_S = 240

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness import report
-from tests.test_report_run_record import mllog_events
+from support.events import mllog_events
 
 PRICE, PEAK = 3.6, 2.0e12
 MACS = 106_624           # docs/reference-facts.md §4: multiply-adds of one closed-division NeuMF forward pass
@@ -145,7 +145,7 @@ def test_real_checker_keeps_our_incomplete_logs_out_of_the_score(root):
 def test_compliant_logs_are_scored_and_a_broken_one_is_not(tmp_path):
     """Logs the compliance tests' builder writes (known to pass the real checker): today's rule
     over the passing ones; a copy missing one eval_accuracy fails and stays out."""
-    from tests.test_compliance_logbuilder import LogBuilder
+    from support.logbuilder import LogBuilder
 
     folder = tmp_path / "results" / "test-system" / "ncf"
     folder.mkdir(parents=True)

@@ -1,10 +1,10 @@
-"""A writer of valid `:::MLLOG` NCF logs for the compliance tests, each test breaking one thing.
+"""A writer of valid `:::MLLOG` NCF logs for the compliance and log tests, each test breaking one thing.
 
 `LogBuilder` lays out the events in the contract's key order (CONTRACT.md, "MLPerf log the runner
 writes") and writes them through the official `mlperf_logging.mllog` encoder, so the tests judge
 exactly the bytes a runner would produce. A test edits the event list (drop, change, duplicate,
-move in time) and writes the file. The tests in this module check that the builder's own logs
-pass, so every broken-log test starts from a log known to be compliant.
+move in time) and writes the file. tests/compliance/test_compliance_logbuilder.py checks that the
+builder's own logs pass, so every broken-log test starts from a log known to be compliant.
 """
 from __future__ import annotations
 
@@ -144,23 +144,3 @@ class LogBuilder:
 
 
 # ---------------------------------------------------------------------- the builder's own logs
-def test_builder_logs_pass_closed_and_open(tmp_path):
-    from harness.compliance.checker import check_logs
-
-    logs = [LogBuilder(epochs=3).write(tmp_path / "closed.txt"),
-            LogBuilder(epochs=2, division="open").write(tmp_path / "open.txt"),
-            LogBuilder(epochs=4, reach_target=False).write(tmp_path / "not_converged.txt")]
-    verdicts = check_logs(logs)
-    for verdict in verdicts:
-        assert verdict.passed, (verdict.path, verdict.failures)
-        assert verdict.failures == [] and verdict.warnings == []
-        assert verdict.format == "mllog"
-    assert [v.division for v in verdicts] == ["closed", "open", "closed"]
-
-
-def test_builder_follows_the_contract_order():
-    keys = [e.key for e in LogBuilder(epochs=1).entries]
-    assert keys[:7] == ["submission_benchmark", "submission_org", "submission_division", "submission_status",
-                        "submission_platform", "cache_clear", "init_start"]
-    assert keys.index("init_stop") < keys.index("run_start") < keys.index("epoch_start") < keys.index("run_stop")
-    assert keys[-1] == "run_stop"

@@ -3,39 +3,10 @@ epochs numbered from 1, time to train, training rate, FLOPs and the problems tha
 out of the score."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from harness.results.run_record import forward_macs, run_record
-
-
-def event(key, value=None, time_ms=0.0, line_no=0, **metadata):
-    return SimpleNamespace(key=key, value=value, time_ms=float(time_ms), event_type="POINT_IN_TIME",
-                           metadata=metadata, line_no=line_no)
-
-
-def parsed(fmt, events, errors=()):
-    return SimpleNamespace(path="/x/result_0.txt", format=fmt, events=list(events), errors=list(errors))
-
-
-def mllog_events(hrs, status="success", abort_reason=None, target=0.6, stop=True, epoch_ms=1000.0,
-                 eval_ms=500.0, train_samples=5000, start_ms=10_000.0, system="cpu-test", seed=42):
-    """Our log: run_start at `start_ms`, each epoch trains `epoch_ms`, evaluates `eval_ms`."""
-    t = start_ms
-    events = [event("submission_division", "closed"), event("dataset_name", "synthetic-small"),
-              event("seed", seed), event("eval_target", target), event("train_samples", train_samples),
-              event("eval_samples", 200_000), event("system_name", system), event("run_start", time_ms=t)]
-    for k, hr in enumerate(hrs, start=1):
-        events.append(event("epoch_start", time_ms=t, epoch_num=k))
-        t += epoch_ms
-        events.append(event("epoch_stop", time_ms=t, epoch_num=k))
-        t += eval_ms
-        events.append(event("eval_accuracy", hr, time_ms=t, epoch_num=k))
-    if stop:
-        meta = {"status": status} | ({"abort_reason": abort_reason} if abort_reason else {})
-        events.append(event("run_stop", time_ms=t + 1.0, **meta))
-    return events
+from support.events import event, mllog_events, parsed
 
 
 def test_mllog_success():

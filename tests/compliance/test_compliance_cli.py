@@ -7,14 +7,13 @@ import sys
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_compliance_logbuilder import LogBuilder  # noqa: E402
+from support.logbuilder import LogBuilder  # noqa: E402
 
 from harness.cli import main  # noqa: E402
 from harness.compliance.tree import required_result_count  # noqa: E402
 from harness.run.profiles import SYSTEM_DESC_FIELDS  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _system_description(name: str, division: str = "closed") -> dict:

@@ -262,7 +262,7 @@ def test_the_launcher_imports_nothing_from_the_harness():
 def test_importing_the_peer_module_starts_no_tensorflow():
     code = "import sys, harness.measure.peer; print('tensorflow' in sys.modules, 'official' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent).stdout
+                         cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.split() == ["False", "False"]
 
 

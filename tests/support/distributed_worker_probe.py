@@ -1,6 +1,6 @@
-"""One worker of a two-process MultiWorkerMirroredStrategy job, for tests/test_distributed_multiworker.py.
+"""One worker of a two-process MultiWorkerMirroredStrategy job, for tests/distribute/test_distributed_multiworker.py.
 
-`python tests/distributed_worker_probe.py HOST:PORT,HOST:PORT TASK_INDEX [options]` builds the
+`python tests/support/distributed_worker_probe.py HOST:PORT,HOST:PORT TASK_INDEX [options]` builds the
 strategy with `harness.distribute.strategy.build_strategy` (so with the harness's failure timeouts), a small
 NeuMF and the harness Trainer, then trains on its own shard one step at a time, printing
   ready <replicas> <hosts> <task_index> <is_chief>
@@ -21,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 

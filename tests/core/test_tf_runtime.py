@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from harness.core import tf_runtime
-from tests.conftest import REPO
+from support.paths import REPO
 
 KEY = "TF_CPU_ALLOCATOR_USE_BFC"
 
@@ -69,6 +69,7 @@ def faults_per_call(allocator: str | None) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_large_buffers_are_reused_instead_of_faulted_in_again():
     pages = 64 * 2**20 / os.sysconf("SC_PAGE_SIZE")
     control = faults_per_call("false")

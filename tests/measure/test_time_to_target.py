@@ -107,6 +107,7 @@ def test_a_data_dir_without_the_peers_ratings_fails_before_any_run(tmp_path, cap
     assert "holds neither ml-latest-small.zip nor an extracted" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_our_time_is_the_logs_run_window(tmp_path, capsys):
     """Ours alone (no peer) on the offline synthetic set: the time reported is run_stop - run_start."""
     assert main(["time-to-target", "--system", "cpu", "--dataset", "synthetic-small", "--seeds", "0",

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_compliance_logbuilder import LogBuilder  # noqa: E402
+from support.logbuilder import LogBuilder  # noqa: E402
 
 from harness.compliance import engine  # noqa: E402
 from harness.compliance.engine import plain_message, run_engine  # noqa: E402

@@ -21,6 +21,8 @@ Two levels of "equal":
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -242,15 +244,14 @@ def test_optimizer_choice():
         impl(xla=True, paths=FastPaths(optimizer_impl="sgd"))
 
 
-def test_loose_switches_apply_over_paths():
-    """Callers may still pass FastPaths fields one by one; they override `paths`, and a name that is
-    no switch is refused."""
+def test_paths_switched_one_at_a_time():
+    """The ablation switches fast paths on one at a time from the reference path; a Trainer takes
+    only a FastPaths value, no loose switches."""
     strategy = tf.distribute.get_strategy()
     model = NeuMF(USERS, ITEMS, mf_dim=8, layers=LAYERS, seed=1)
-    loose = Trainer(strategy, model, ADAM, xla=True, **FastPaths.reference().keywords())
-    assert loose.paths == Trainer(strategy, model, ADAM, xla=True, paths=FastPaths.reference()).paths
-    assert loose.describe()["path"] == "distributed"
-    over = Trainer(strategy, model, ADAM, xla=True, paths=FastPaths.reference(), fused_step=True)
+    plain = Trainer(strategy, model, ADAM, xla=True, paths=FastPaths.reference())
+    assert plain.describe()["path"] == "distributed"
+    over = Trainer(strategy, model, ADAM, xla=True, paths=replace(FastPaths.reference(), fused_step=True))
     assert over.fused and not over.paths.split_first_layer
     with pytest.raises(TypeError):
-        Trainer(strategy, model, ADAM, fused=True)
+        Trainer(strategy, model, ADAM, fused_step=True)

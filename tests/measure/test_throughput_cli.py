@@ -17,7 +17,7 @@ import pytest
 from harness.train.fast import choice as fast_paths
 from harness.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def dry_run(capsys, *flags: str) -> dict:
@@ -102,6 +102,7 @@ def tiny_throughput(tmp_path, steps: int, flag: str, timeout: int, system: str =
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_two_replicas_get_their_in_memory_batches_and_a_traced_wait(tmp_path):
     """A mirrored profile's split: every replica's part of a step fed from memory as the pipeline
     feeds it, and one GetNext per replica per traced step."""
@@ -113,6 +114,7 @@ def test_two_replicas_get_their_in_memory_batches_and_a_traced_wait(tmp_path):
     assert split["input_wait_get_next_calls"] >= 1 and 0 <= split["input_wait_share"] <= 1
 
 
+@pytest.mark.slow
 def test_tiny_real_measurement_reports_every_figure(tmp_path):
     report = tiny_throughput(tmp_path, 2, "--op-profile", timeout=240)
     assert report["trainer"]["optimizer_impl"] == "dense"
@@ -144,6 +146,7 @@ def test_tiny_real_measurement_reports_every_figure(tmp_path):
     assert ops["traced_ms"] > 0 and all(op["op_type"] for op in ops["top"][:3]), ops["top"][:3]
 
 
+@pytest.mark.slow
 def test_tiny_ablation_interleaves_every_variant(tmp_path):
     """Every variant is timed in each round; ratios are per-round medians against the reference."""
     rows = tiny_throughput(tmp_path, 3, "--ablation", timeout=400)["ablation"]

@@ -6,14 +6,12 @@ fast; each case then asserts on its own verdict.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_compliance_logbuilder import LogBuilder  # noqa: E402
+from support.logbuilder import LogBuilder  # noqa: E402
 
 from harness.compliance.checker import FAIL, PASS, PASS_WITH_WARNINGS, Verdict, check_logs  # noqa: E402
 from reference import constants  # noqa: E402

@@ -1,8 +1,8 @@
-"""Child process for tests/test_distributed_mirrored.py: one device against MirroredStrategy.
+"""Child process for tests/distribute/test_distributed_mirrored.py: one device against MirroredStrategy.
 
 Logical CPU devices can only be declared before TensorFlow initialises its runtime, which a
 pytest process that already ran other TensorFlow tests has done; so the comparison runs here, in
-a fresh interpreter: `python tests/distributed_mirrored_probe.py OUT.npz [--xla]`.
+a fresh interpreter: `python tests/support/distributed_mirrored_probe.py OUT.npz [--xla]`.
 
 It builds the same small NeuMF (stateless initialisers: same seed, same weights) twice, once under
 the default strategy (one device) and once under `harness.distribute.strategy.build_strategy("mirrored", ...)`
@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
