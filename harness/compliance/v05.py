@@ -15,31 +15,32 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.results import keys
 from harness.results.log_parser import LogEvent, ParsedLog
 from reference import constants
 
-BENCHMARK_ORDER = ("run_start", "run_stop", "run_final")
+BENCHMARK_ORDER = (keys.RUN_START, keys.RUN_STOP, keys.V05_RUN_FINAL)
 # v0.5 NCF tags that both published submitters (NVIDIA PyTorch, Intel BigDL) emit: the tags the
 # v0.5 checker's NCF tag list asked for that the accepted results actually carried.
 REQUIRED_TAGS = (
-    "run_clear_caches", "preproc_hp_num_eval", "preproc_hp_sample_eval_replacement",
-    "input_hp_num_neg", "input_hp_sample_train_replacement", "input_step_train_neg_gen",
-    "input_step_eval_neg_gen", "opt_learning_rate", "train_loop", "train_epoch", "eval_start",
-    "eval_size", "eval_target", "eval_accuracy", "eval_stop", "eval_hp_num_users", "eval_hp_num_neg",
-    "model_hp_loss_fn", "model_hp_mf_dim", "model_hp_mlp_layer_sizes",
+    keys.V05_RUN_CLEAR_CACHES, keys.PREPROC_HP_NUM_EVAL, keys.PREPROC_HP_SAMPLE_EVAL_REPLACEMENT,
+    keys.INPUT_HP_NUM_NEG, keys.INPUT_HP_SAMPLE_TRAIN_REPLACEMENT, keys.V05_INPUT_STEP_TRAIN_NEG_GEN,
+    keys.V05_INPUT_STEP_EVAL_NEG_GEN, keys.V05_OPT_LEARNING_RATE, keys.V05_TRAIN_LOOP, keys.V05_TRAIN_EPOCH, keys.EVAL_START,
+    keys.V05_EVAL_SIZE, keys.EVAL_TARGET, keys.EVAL_ACCURACY, keys.EVAL_STOP, keys.EVAL_HP_NUM_USERS, keys.EVAL_HP_NUM_NEG,
+    keys.MODEL_HP_LOSS_FN, keys.MODEL_HP_MF_DIM, keys.MODEL_HP_MLP_LAYER_SIZES,
 )
 # Hyperparameter tags whose value today's rules need (a bare tag says only where the code is).
-VALUED_PREFIXES = ("preproc_hp_", "input_hp_", "eval_hp_", "model_hp_", "opt_")
+VALUED_PREFIXES = keys.V05_HYPERPARAMETER_PREFIXES
 # The closed-division reference values, as v0.5 logged them.
 CLOSED_VALUES = {
-    "input_hp_num_neg": constants.NUM_NEG,
-    "preproc_hp_num_eval": constants.NUM_EVAL_NEGATIVES,
-    "eval_hp_num_neg": constants.NUM_EVAL_NEGATIVES,
-    "preproc_hp_min_ratings": constants.MIN_RATINGS,
-    "model_hp_mf_dim": constants.MF_DIM,
-    "model_hp_mlp_layer_sizes": list(constants.MLP_LAYERS),
-    "model_hp_loss_fn": constants.LOSS_FN,
-    "eval_target": constants.MLPERF_TARGET_HR,
+    keys.INPUT_HP_NUM_NEG: constants.NUM_NEG,
+    keys.PREPROC_HP_NUM_EVAL: constants.NUM_EVAL_NEGATIVES,
+    keys.EVAL_HP_NUM_NEG: constants.NUM_EVAL_NEGATIVES,
+    keys.PREPROC_HP_MIN_RATINGS: constants.MIN_RATINGS,
+    keys.MODEL_HP_MF_DIM: constants.MF_DIM,
+    keys.MODEL_HP_MLP_LAYER_SIZES: list(constants.MLP_LAYERS),
+    keys.MODEL_HP_LOSS_FN: constants.LOSS_FN,
+    keys.EVAL_TARGET: constants.MLPERF_TARGET_HR,
 }
 MAX_LISTED = 5
 
@@ -97,16 +98,16 @@ def _run_order(events: list[LogEvent], failures: list[str]) -> dict[str, LogEven
 def _epochs(events: list[LogEvent], run: dict[str, LogEvent], failures: list[str]) -> list[float]:
     """Every train_epoch N (numbered 0, 1, 2, ...) has an eval_accuracy {"epoch": N, "value": HR}
     inside run_start..run_stop. Returns the accepted hit rates."""
-    epochs = [e for e in events if e.key == "train_epoch"]
+    epochs = [e for e in events if e.key == keys.V05_TRAIN_EPOCH]
     numbers = [e.value if isinstance(e.value, int) and not isinstance(e.value, bool) else None for e in epochs]
     for expected, (event, number) in enumerate(zip(epochs, numbers)):
         if number != expected:
             failures.append(f"line {event.line_no}: train_epoch {event.value!r} should be {expected} "
                             "(v0.5 epochs are numbered 0, 1, 2, ... in order)")
             break
-    start, stop = run.get("run_start"), run.get("run_stop")
+    start, stop = run.get(keys.RUN_START), run.get(keys.RUN_STOP)
     evaluated: dict[int, float] = {}
-    for event in (e for e in events if e.key == "eval_accuracy"):
+    for event in (e for e in events if e.key == keys.EVAL_ACCURACY):
         value = event.value if isinstance(event.value, dict) else {}
         epoch, hit_rate = value.get("epoch"), _number(value.get("value"))
         if not isinstance(epoch, int) or isinstance(epoch, bool) or hit_rate is None:
@@ -126,8 +127,8 @@ def _epochs(events: list[LogEvent], run: dict[str, LogEvent], failures: list[str
 def _success(events: list[LogEvent], run: dict[str, LogEvent], hit_rates: list[float],
              failures: list[str]) -> None:
     """run_stop {"success": bool} must agree with the target: success iff some eval reached it."""
-    stop = run.get("run_stop")
-    targets = {_number(e.value) for e in events if e.key == "eval_target"}
+    stop = run.get(keys.RUN_STOP)
+    targets = {_number(e.value) for e in events if e.key == keys.EVAL_TARGET}
     if None in targets or len(targets) > 1:
         failures.append(f"eval_target must be one number throughout the log (got {_listed(sorted(map(str, targets)))})")
         return
@@ -152,9 +153,9 @@ def _eval_size(events: list[LogEvent], failures: list[str]) -> None:
     """eval_size must cover all users: eval_hp_num_users x (1 true + 999 negatives)."""
     users = None
     for event in events:
-        if event.key == "eval_hp_num_users" and isinstance(event.value, int):
+        if event.key == keys.EVAL_HP_NUM_USERS and isinstance(event.value, int):
             users = event.value
-        if event.key != "eval_size":
+        if event.key != keys.V05_EVAL_SIZE:
             continue
         size = event.value.get("value") if isinstance(event.value, dict) else event.value
         if users is not None and isinstance(size, int) and size != users * constants.EVAL_ROW:
@@ -173,7 +174,7 @@ def _closed_values(events: list[LogEvent], failures: list[str]) -> None:
                 reported.add(event.key)
                 failures.append(f"line {event.line_no}: {event.key} must be {expected!r} in the closed "
                                 f"division (got {event.value!r})")
-    names = [(e, e.value) for e in events if e.key == "opt_name"]
+    names = [(e, e.value) for e in events if e.key == keys.OPT_NAME]
     names += [(e, e.value.get("name")) for e in events if e.key == "create_optim_method" and isinstance(e.value, dict)]
     for event, name in names:
         if isinstance(name, str) and name.lower() not in constants.CLOSED_OPTIMIZERS:
@@ -184,25 +185,25 @@ def _closed_values(events: list[LogEvent], failures: list[str]) -> None:
 def _deviations(events: list[LogEvent], run: dict[str, LogEvent]) -> list[str]:
     """What today's rules would reject but v0.5 accepted: warnings, never failures."""
     warnings: list[str] = []
-    keys = {e.key for e in events}
-    start = run.get("run_start")
+    logged = {e.key for e in events}
+    start = run.get(keys.RUN_START)
     if start is not None:
-        early = [e for e in events if e.key == "input_step_eval_neg_gen" and e.line_no < start.line_no]
+        early = [e for e in events if e.key == keys.V05_INPUT_STEP_EVAL_NEG_GEN and e.line_no < start.line_no]
         if early:
             warnings.append(f"eval negatives generated before run_start (line {early[0].line_no}); "
                             "today that work is timed")
-        late = [e for e in events if e.key == "run_clear_caches" and e.line_no > start.line_no]
+        late = [e for e in events if e.key == keys.V05_RUN_CLEAR_CACHES and e.line_no > start.line_no]
         if late:
             warnings.append(f"caches cleared after run_start (line {late[0].line_no}); today cache_clear "
                             "comes before init_start")
-    if not keys & {"seed", "run_set_random_seed"}:
+    if not logged & {keys.SEED, keys.V05_RUN_SET_RANDOM_SEED}:
         warnings.append("no seed logged (required today)")
-    if "opt_name" not in keys:
-        named = "; the optimizer is named only in create_optim_method" if "create_optim_method" in keys else ""
+    if keys.OPT_NAME not in logged:
+        named = "; the optimizer is named only in create_optim_method" if "create_optim_method" in logged else ""
         warnings.append(f"no opt_name logged (required today){named}")
-    if "input_batch_size" not in keys:
+    if keys.V05_INPUT_BATCH_SIZE not in logged:
         warnings.append("no batch size logged (global_batch_size is required today)")
-    if "preproc_hp_min_ratings" not in keys:
+    if keys.PREPROC_HP_MIN_RATINGS not in logged:
         warnings.append("no preproc_hp_min_ratings logged (required today)")
     bare = sorted({e.key for e in events if e.value is None and e.key.startswith(VALUED_PREFIXES)})
     if bare:
@@ -220,8 +221,8 @@ def check_v05(parsed: ParsedLog, division: str | None) -> tuple[list[str], list[
     if others:
         failures.append(f"lines of other benchmarks in an {constants.BENCHMARK} log: {_listed(others)}")
     run = _run_order(events, failures)
-    keys = {e.key for e in events}
-    missing = [tag for tag in REQUIRED_TAGS if tag not in keys]
+    logged = {e.key for e in events}
+    missing = [tag for tag in REQUIRED_TAGS if tag not in logged]
     if missing:
         failures.append(f"required v0.5 tags missing: {_listed(missing)}")
     hit_rates = _epochs(events, run, failures)
