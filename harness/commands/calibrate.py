@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from harness.core.errors import UserError
 from harness.measure.calibrate import run_calibration
+from harness.measure.convergence import Curve
 from harness.measure.peer import PEER_DATASET, PEER_ENV_HELP, parse_peer_env
 from harness.run.flags import add_run_arguments, overrides_from
 
@@ -88,7 +89,7 @@ def _print_tables(display: RunDisplay, result: dict) -> None:
     table.add_column("best", justify="right")
     table.add_column(f"epochs to {target}", justify="right")
     for label, curve in rows:
-        reached = next((n for n, h in enumerate(curve, start=1) if h >= target), None)
+        reached = Curve("", label, tuple(curve)).epochs_to(target)
         table.add_row(label, *[f"{h:.3f}" for h in curve], f"{max(curve):.3f}", str(reached or "-"))
     display.console.print(table)
     if "comparison" in result:

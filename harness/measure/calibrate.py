@@ -49,15 +49,16 @@ def run_calibration(overrides: PlanOverrides, quantile: float, display: RunDispl
     current_target = plan.target
     plan.target = UNREACHABLE_TARGET  # no early stop: the whole curve is the measurement
     session = start_session(profile, plan, display)
-    curves = []
+    ours = []
     for i, seed in enumerate(plan.seeds):
         display.run_header(i, len(plan.seeds), seed)
         outcome = session.run_once(seed)
-        curves.append([e.hit_rate for e in outcome.epochs])
+        ours.append(Curve("ours", f"seed {seed}", tuple(e.hit_rate for e in outcome.epochs)))
+    curves = [list(c.hit_rates) for c in ours]
     peer_curves = [Curve("peer", f"peer seed {i}", tuple(run_peer_mlsmall(ratings, plan.max_epochs, seed=i,
                                                                          env=peer_env).hr_per_epoch))
                    for i in range(peer_runs)]
-    best = [max(c) for c in curves]
+    best = [c.best for c in ours]
     suggested = suggest_target(best, quantile)
     result = {
         "dataset": plan.dataset, "system": plan.system, "seeds": plan.seeds, "max_epochs": plan.max_epochs,
@@ -65,11 +66,10 @@ def run_calibration(overrides: PlanOverrides, quantile: float, display: RunDispl
         "curves": curves, "best_per_seed": best, "quantile": quantile,
         "current_target": current_target, "success_rate_current": success_rate(curves, current_target),
         "suggested_target": suggested, "success_rate_suggested": success_rate(curves, suggested),
-        "epochs_to_suggested": [next((i + 1 for i, h in enumerate(c) if h >= suggested), None) for c in curves],
+        "epochs_to_suggested": [c.epochs_to(suggested) for c in ours],
         "results_root": plan.results_root if keep else None,
     }
     if peer_curves:
-        ours = [Curve("ours", f"seed {seed}", tuple(c)) for seed, c in zip(plan.seeds, curves)]
         result["peer_curves"] = [list(c.hit_rates) for c in peer_curves]
         result["peer_environment"] = peer_env
         result["comparison"] = compare(ours, peer_curves, current_target)
