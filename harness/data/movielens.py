@@ -20,6 +20,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from harness.data.bad_rows import first_bad_row, safe_excerpt
 from harness.data.heldout import check_raw_ids
 from harness.data.registry import CSV_FORMAT, DAT_FORMAT, TSV_FORMAT
 from harness.core.errors import UserError
@@ -107,11 +108,11 @@ def read_ratings(rating_file: RatingFile) -> tuple[np.ndarray, np.ndarray, np.nd
     with rating_file.open() as handle:
         stream: BinaryIO = handle
         if layout.header is not None:
-            first = handle.readline().decode("utf-8", errors="replace").strip()
-            if first != layout.header:
-                if not first:
+            first = handle.readline().rstrip(b"\r\n")
+            if first != layout.header.encode():
+                if not first.strip():
                     raise UserError(f"{where} is empty.")
-                raise UserError(f"{where} starts with {first[:80]!r}, expected the header {layout.header!r}.")
+                raise UserError(f"{where} starts with {safe_excerpt(first)!r}, expected the header {layout.header!r}.")
         separator = layout.separator
         if len(separator) > 1:
             # The C engine takes one-character separators only; ml-1m (24 MB) fits in memory.
@@ -123,10 +124,7 @@ def read_ratings(rating_file: RatingFile) -> tuple[np.ndarray, np.ndarray, np.nd
         except pd.errors.EmptyDataError as exc:
             raise UserError(f"{where} has no ratings.") from exc
         except (pd.errors.ParserError, ValueError, OverflowError) as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "NA values" in detail:
-                detail = "a row has fewer than four fields or an empty field"
-            raise UserError(f"{where} has a malformed row ({detail}).") from exc
+            raise UserError(_malformed_row_sentence(rating_file, layout, exc)) from exc
     if frame.shape[1] != NUM_COLUMNS:
         raise UserError(f"{where} has rows of {frame.shape[1]} fields, expected {NUM_COLUMNS} "
                         f"(user, item, rating, timestamp).")
@@ -139,3 +137,19 @@ def read_ratings(rating_file: RatingFile) -> tuple[np.ndarray, np.ndarray, np.nd
         raise UserError(f"{where} has negative user or item ids.")
     check_raw_ids(users, items, where)
     return users, items, timestamps
+
+
+def _malformed_row_sentence(rating_file: RatingFile, layout: FileLayout, exc: Exception) -> str:
+    """Name the first bad row by its line in the file (header counted), found by a second pass.
+
+    pandas' own message is the fallback only for a failure the row scan does not reproduce.
+    """
+    where = rating_file.describe()
+    with rating_file.open() as handle:
+        if layout.header is not None:
+            handle.readline()
+        bad = first_bad_row(handle, layout.separator, NUM_COLUMNS, first_line=2 if layout.header else 1)
+    if bad is not None:
+        return bad.sentence(where)
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{where} has a malformed row ({safe_excerpt(detail.encode('ascii', 'replace'), 120)})."
