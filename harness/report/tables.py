@@ -141,7 +141,8 @@ def write_outputs(report: Report, out_dir: str | Path) -> dict[str, Path]:
     atomic_write_text(written["runs"], csv_text(runs_table(report)))
     atomic_write_text(written["systems"], csv_text(systems_table(report)))
     groups = {s.label: [r.record for r in s.runs] for s in report.systems}
-    written["hr_chart"] = charts.hr_against_time(groups, out / CHART_HR)
+    roles = {r.record.path: r.scoring for r in report.runs}   # the chart names the runs scoring dropped
+    written["hr_chart"] = charts.hr_against_time(groups, out / CHART_HR, roles)
     written["time_chart"] = charts.time_to_train(groups, out / CHART_TTT)
     return written
 
