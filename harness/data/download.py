@@ -25,11 +25,13 @@ from typing import Callable
 from harness.data.movielens import check_zip
 from harness.data.registry import DatasetSpec
 from harness.core.errors import UserError
+from harness.core.writable import writing_to
 
 Progress = Callable[[str], None]
 
 MIRROR_ENV = "NCF_DATA_MIRROR"
 CACHE_ENV = "NCF_CACHE_DIR"
+CACHE_FLAG = "--cache-dir"   # what an unwritable cache tells the user to change
 DEFAULT_CACHE_DIR = Path("~/.cache/ncf-benchmark")
 DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
@@ -85,15 +87,17 @@ def fetch_zip(spec: DatasetSpec, cache_dir: Path, mirror: str | None = None,
         except UserError:
             if progress:
                 progress(f"cached {target.name} is damaged; downloading it again")
-            target.unlink(missing_ok=True)
+            with writing_to(target.parent, CACHE_FLAG):
+                target.unlink(missing_ok=True)
     download(zip_url(spec, mirror), target, spec, progress)
     return target
 
 
 def download(url: str, target: Path, spec: DatasetSpec, progress: Progress | None = None) -> None:
     """Stream `url` to `target` atomically; UserError (and no file left) on any failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphaned_partials(target)
+    with writing_to(target.parent, CACHE_FLAG):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphaned_partials(target)
     partial = target.with_name(f".{target.name}.{os.getpid()}{_PARTIAL_SUFFIX}")
     if progress:
         progress(f"downloading {url}")
@@ -103,24 +107,33 @@ def download(url: str, target: Path, spec: DatasetSpec, progress: Progress | Non
             raise UserError(f"Download of {spec.name} from {url} does not match the expected MD5 "
                             f"(expected {spec.md5}, got {md5}).")
         check_zip(partial, spec.member, label=url)
-        os.replace(partial, target)
+        with writing_to(target.parent, CACHE_FLAG):
+            os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
 
 
 def _stream_to(url: str, partial: Path) -> str:
-    """Write the body of `url` to `partial`; return its MD5. Network failures become UserError."""
+    """Write the body of `url` to `partial`; return its MD5. Network failures become UserError.
+
+    The file is opened before the connection and every write is wrapped on its own: a cache that
+    cannot be written is named as such, not reported as a failed download.
+    """
     digest = hashlib.md5()
+    with writing_to(partial.parent, CACHE_FLAG):
+        out = open(partial, "wb")
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as out:
+        with out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             announced = response.headers.get("Content-Length")
             received = 0
             while chunk := response.read(_CHUNK):
-                out.write(chunk)
+                with writing_to(partial.parent, CACHE_FLAG):
+                    out.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+            with writing_to(partial.parent, CACHE_FLAG):
+                out.flush()
+                os.fsync(out.fileno())
     except urllib.error.HTTPError as exc:
         raise UserError(f"Downloading {url} failed: HTTP {exc.code} {exc.reason}.") from exc
     except urllib.error.URLError as exc:

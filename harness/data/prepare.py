@@ -34,11 +34,12 @@ import numpy as np
 
 from harness.core.atomic import atomic_write_bytes
 from harness.data import synthetic
-from harness.data.download import Progress, cache_root, check_md5, fetch_zip
+from harness.data.download import CACHE_FLAG, Progress, cache_root, check_md5, fetch_zip
 from harness.data.heldout import TIEBREAK_RULE, check_raw_ids, choose_among_ties, heldout_sha256, tiebreak_keys
 from harness.data.movielens import RatingFile, read_ratings, sha256_of
 from harness.data.registry import DatasetSpec, get_spec
 from harness.core.errors import UserError
+from harness.core.writable import require_writable_dir, writing_to
 from reference.constants import MIN_RATINGS
 
 PREPARATION_VERSION = f"loo-v2-min{MIN_RATINGS}-tiebreak-{TIEBREAK_RULE}"
@@ -206,12 +207,16 @@ def _locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, cache_dir: Pa
 
 def _from_cache_or(path: Path, raw_sha256: str | None, build: Callable[[], _Arrays],
                    progress: Progress | None) -> _Arrays:
+    """The cache entry at `path`, else `build()` saved there; a cache that cannot take the entry
+    is found before building (a minute at ml-20m scale), not after."""
     arrays = _load(path, raw_sha256)
     if arrays is None:
+        require_writable_dir(path.parent, CACHE_FLAG)
         if progress:
             progress(f"preparing {path.name}")
         arrays = build()
-        _save(path, arrays)
+        with writing_to(path.parent, CACHE_FLAG):
+            _save(path, arrays)
     return arrays
 
 

@@ -7,13 +7,13 @@ take typed values and return one report, which the command prints as tables or J
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.measure.convergence import Curve, compare
+from harness.core.writable import scratch_dir
 from harness.measure.peer import peer_ratings, run_peer_mlsmall
 from harness.run.plan import PlanOverrides
 from harness.run.session import resolve, start_session
@@ -43,9 +43,20 @@ def run_calibration(overrides: PlanOverrides, quantile: float, display: RunDispl
 
     The runs go under `overrides.results_dir`, else under a throw-away root (`results_root` None).
     """
+    with scratch_dir("ncf-calibrate-") as scratch:
+        return _calibrate(replace(overrides, results_dir=overrides.results_dir or scratch), quantile, display,
+                          peer_runs, peer_env, keep=overrides.results_dir is not None)
+
+
+def _calibrate(overrides: PlanOverrides, quantile: float, display: RunDisplay, peer_runs: int,
+               peer_env: dict[str, str] | None, keep: bool) -> dict:
+    """`run_calibration` once its results root is settled (`keep`: the user's, reported back).
+
+    The plan is resolved (and so validated) before the peer's ratings are read: a bad flag is
+    refused before any data work.
+    """
+    profile, plan = resolve(overrides)
     ratings = peer_ratings(overrides.data_dir, overrides.cache_dir) if peer_runs else None
-    keep = overrides.results_dir
-    profile, plan = resolve(replace(overrides, results_dir=keep or tempfile.mkdtemp(prefix="ncf-calibrate-")))
     current_target = plan.target
     plan.target = UNREACHABLE_TARGET  # no early stop: the whole curve is the measurement
     session = start_session(profile, plan, display)

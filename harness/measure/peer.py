@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.core.atomic import atomic_write_bytes
+from harness.core.writable import require_writable_dir
 from harness.data.download import cache_root
 from harness.data.movielens import RatingFile, sha256_of
 from harness.data.prepare import UnverifiedDataWarning, _locate
@@ -94,9 +95,13 @@ def parse_peer_env(pairs: list[str]) -> dict[str, str]:
 
 
 def peer_home() -> Path:
-    """Where the peer's venv, logs and runs live: $NCF_PEER_DIR, else <cache>/peer-tfg."""
+    """Where the peer's venv, logs and runs live: $NCF_PEER_DIR, else <cache>/peer-tfg.
+
+    Probed for writing each time, so an unwritable home is one sentence before pip or a peer run.
+    """
     chosen = os.environ.get(PEER_DIR_ENV)
-    return Path(chosen).expanduser() if chosen else cache_root(None) / "peer-tfg"
+    home = Path(chosen).expanduser() if chosen else cache_root(None) / "peer-tfg"
+    return require_writable_dir(home, f"${PEER_DIR_ENV}")
 
 
 # ---------------------------------------------------------------------------------- the venv

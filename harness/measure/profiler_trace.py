@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 import time
 from typing import Any, Callable
+
+from harness.core.writable import scratch_dir
 
 
 def trace(run: Callable[[], None], options: Any = None) -> tuple[float, Any | None]:
@@ -20,7 +21,7 @@ def trace(run: Callable[[], None], options: Any = None) -> tuple[float, Any | No
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    with tempfile.TemporaryDirectory(prefix="ncf-trace-") as logdir:
+    with scratch_dir("ncf-trace-") as logdir:
         tf.profiler.experimental.start(logdir, options=options)
         try:
             start = time.perf_counter()

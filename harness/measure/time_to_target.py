@@ -20,13 +20,13 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from harness.core.paths import RUN_BENCHMARK
 from harness.core.errors import UserError
+from harness.core.writable import scratch_dir
 from harness.measure.peer import PeerCurve, peer_ratings, read_curve, run_peer_mlsmall
 from harness.report.scoring import olympic_mean
 from harness.run.plan import PlanOverrides
@@ -64,7 +64,7 @@ def measure_time_to_target(ours: PlanOverrides, seeds: list[int], peer_runs: int
     ratings = functools.cache(lambda: peer_ratings(ours.data_dir, ours.cache_dir))
     if peer_runs and ours.data_dir:
         ratings()   # a data dir without them fails now rather than after our first run
-    with tempfile.TemporaryDirectory(prefix="ncf-time-to-target-") as scratch:
+    with scratch_dir("ncf-time-to-target-") as scratch:
         root = Path(keep_in) if keep_in else Path(scratch)
         runs = alternate(seeds, peer_runs,
                          lambda seed: run_ours(ours, seed, root / f"seed{seed}"),

@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import UserError
+from harness.core.writable import require_writable_dir, writing_to
 
 
 BENCHMARK_DIR = "ncf"
+RESULTS_FLAG = "--results-dir"   # what an unwritable root tells the user to change
 INCOMPLETE_SUFFIX = ".incomplete"
 _RESULT_FILE = re.compile(r"^result_(\d+)\.(txt|json)((?:\.incomplete)?)$")
 _SYSTEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
@@ -81,6 +83,20 @@ class ResultsTree:
     def system_description_path(self, system: str) -> Path:
         return self.root / "systems" / f"{check_system_name(system)}.json"
 
+    def require_writable(self, system: str) -> None:
+        """UserError now unless `system`'s run can write everything it will: its result folder
+        and, while its description is not there yet, `systems/`.
+
+        Called before a run starts (harness.run.session), so a read-only root costs seconds, not
+        a data preparation and a TensorFlow start. Nothing is created (harness.core.writable).
+        """
+        require_writable_dir(self.result_dir(system), RESULTS_FLAG)
+        description = self.system_description_path(system)
+        with writing_to(description.parent, RESULTS_FLAG):
+            written = description.exists()
+        if not written:
+            require_writable_dir(description.parent, RESULTS_FLAG)
+
     # -- run numbers -------------------------------------------------------------------------
     def _used_numbers(self, system: str) -> set[int]:
         directory = self.result_dir(system)
@@ -96,16 +112,18 @@ class ResultsTree:
         even when an earlier result was deleted. O_EXCL makes the claim atomic.
         """
         directory = self.result_dir(system)
-        directory.mkdir(parents=True, exist_ok=True)
+        with writing_to(directory, RESULTS_FLAG):
+            directory.mkdir(parents=True, exist_ok=True)
         used = self._used_numbers(system)
         n = max(used) + 1 if used else 0
         while True:
             log = self.log_path(system, n)
-            try:
-                fd = os.open(log, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                n += 1
-                continue
+            with writing_to(directory, RESULTS_FLAG):
+                try:
+                    fd = os.open(log, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    n += 1
+                    continue
             os.close(fd)
             # A run that claimed n and was then marked incomplete renamed its log away; if this
             # claim raced with that (listed before the claim, opened after the rename), give the
