@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -29,6 +30,11 @@ SUBCOMMAND_MODULES = (
     "harness.commands.calibrate",
 )
 DEFAULT_SUBCOMMAND = "run"
+# Exit status when the reader of stdout goes away (`report --json | head -1`): 128 + SIGPIPE, what
+# a shell reports for any Unix tool a closed pipe stopped (`yes | head -1`). The output was cut
+# short, so it is not 0; nothing is printed, because the reader chose to stop reading, and only
+# scripts with `set -o pipefail` see the status at all.
+CLOSED_PIPE_EXIT = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,10 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handler is None:
             parser.print_help()
             return 2
-        return int(handler(args) or 0)
+        code = int(handler(args) or 0)
+        sys.stdout.flush()   # a reader that left is found here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except UserError as exc:
+        if isinstance(exc.__cause__, BrokenPipeError):   # a run reports what stopped it as a failure
+            return _reader_went_away()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
         return 130
+
+
+def _reader_went_away() -> int:
+    """End quietly: stdout now points at /dev/null, so flushing what is still buffered at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_PIPE_EXIT

@@ -74,10 +74,11 @@ def _details(verdict: Verdict) -> str:
 
 
 def print_table(verdicts: list[Verdict]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if Console().is_terminal else 160)
+    from harness.core.console import make_console
+
+    console = make_console()
     base = _base_dir(verdicts)
     table = Table(title=f"NCF compliance: {base}" if base else "NCF compliance", title_justify="left",
                   show_lines=True)

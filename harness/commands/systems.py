@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from harness.core.console import make_console
 
     table = Table(title="System profiles (systems/*.json)")
     for column, justify in (("name", "left"), ("devices", "left"), ("hosts", "right"),
@@ -78,5 +79,4 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
                       row["precision"] + (" +XLA" if row["xla"] else ""),
                       f"{row['global_batch_size']:,}",
                       f"{opt['name']} lr {opt['learning_rate']:g}")
-    # Not a terminal (pipe, CI log): rich would wrap at 80 columns; the table needs about 125.
-    Console(width=None if sys.stdout.isatty() else 130).print(table)
+    make_console().print(table)

@@ -17,7 +17,8 @@ Start-up: TensorFlow without its chatter on the user's terminal.
 TensorFlow 2.21 writes oneDNN, CUDA-stub and cuInit lines straight to file descriptor 2 from C++
 before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot silence them. The import and
 the first device enumeration run with descriptor 2 pointed at a temporary file; if either fails,
-what TensorFlow printed is replayed to stderr, so nothing useful is ever hidden.
+what TensorFlow printed is replayed to stderr, so nothing useful is ever hidden. A Ctrl-C is no
+failure: nothing is replayed, and `harness.cli.main` prints only `error: interrupted.`.
 """
 from __future__ import annotations
 
@@ -64,7 +65,13 @@ def start_tensorflow() -> Any:
             import tensorflow as tf
 
             tf.config.list_physical_devices()
-        except BaseException:
+        except KeyboardInterrupt:
+            raise   # Ctrl-C: what TensorFlow printed so far is start-up chatter, not why it stopped
+        except BaseException as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):
+                # Ctrl-C inside a native module's initialisation surfaces as ImportError
+                # ("initialization failed"); it is still the user's Ctrl-C, and harness.cli says so.
+                raise KeyboardInterrupt from exc
             os.dup2(saved, 2)
             capture.seek(0)
             sys.stderr.write(capture.read().decode("utf-8", "replace"))

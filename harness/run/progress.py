@@ -9,12 +9,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.core.console import make_console
+
 
 class RunDisplay:
     """Per-epoch lines and, on a terminal, a progress bar over the epoch's training steps."""
 
     def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=False, highlight=False)
+        self.console = console or make_console(highlight=False)
         self.live = self.console.is_terminal and not quiet
         self.quiet = quiet
         self._progress: Progress | None = None
@@ -25,7 +27,7 @@ class RunDisplay:
             self.console.print(text)
 
     def warn(self, text: str) -> None:
-        Console(stderr=True, highlight=False).print(f"[yellow]warning:[/yellow] {text}")
+        make_console(stderr=True, highlight=False).print(f"[yellow]warning:[/yellow] {text}")
 
     def plan(self, rows: list[tuple[str, str]], title: str) -> None:
         if self.quiet:
@@ -40,17 +42,25 @@ class RunDisplay:
     def run_header(self, index: int, total: int, seed: int) -> None:
         self.note(f"[bold]run {index + 1}/{total}[/bold] seed {seed}")
 
-    def epoch_progress(self, epoch: int, done: int, steps: int) -> None:
+    def epoch_progress(self, epoch: int, done: int, steps: int, per_call: int, epochs: int) -> None:
+        """Advance the live bar: `done` of `steps` training steps of `epoch`, `per_call` per compiled call.
+
+        The bar can only move between compiled calls. When one call trains the whole epoch
+        (synthetic-small: 48 steps, 50 per call) a step bar would sit at 0/48 and vanish, so the
+        bar counts epochs of `epochs` instead: `epoch 3  2/12 epochs` while epoch 3 trains.
+        """
         if not self.live:
             return
+        by_epoch = per_call >= steps
         if done == 0:
+            unit, total, start = ("epochs", epochs, epoch - 1) if by_epoch else ("steps", steps, 0)
             self._progress = Progress(TextColumn(f"epoch {epoch}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("steps"), TimeElapsedColumn(), console=self.console,
+                                      TextColumn(unit), TimeElapsedColumn(), console=self.console,
                                       transient=True)
+            self._task = self._progress.add_task("train", total=total, completed=start)
             self._progress.start()
-            self._task = self._progress.add_task("train", total=steps)
         elif self._progress is not None:
-            self._progress.update(self._task, completed=done)
+            self._progress.update(self._task, completed=epoch if by_epoch else done, refresh=True)
             if done >= steps:
                 self._progress.stop()
                 self._progress = None
