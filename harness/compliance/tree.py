@@ -11,11 +11,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.compliance.checker import Verdict, check_logs
 from harness.compliance.rules import DIVISIONS
 from harness.core.errors import UserError
-from harness.results.system_desc import DETECT, STATUSES, SYSTEM_DESC_FIELDS
+from harness.results.system_desc import STATUSES, SYSTEM_DESC_FIELDS, fill_detected, is_profile
 from reference import constants
 
 RESULT_LOG = re.compile(r"result_(\d+)\.txt")
@@ -149,9 +150,36 @@ def _add_path(plan: _Plan, path: Path) -> None:
                         "or a submission root (results/ and systems/).")
 
 
+def _summary(log: Path) -> dict | None:
+    """The run summary beside a log (result_<n>.json); None when absent or unreadable."""
+    try:
+        data = json.loads(log.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _claimed_division(description: dict, log_divisions: list[str | None]) -> Any:
+    """The division a description claims for its folder (mlperf-logging's package checker reads
+    it to decide whether the closed-only checks apply).
+
+    A profile kept as the description (the project's own systems/) states the division it is
+    built for, not a claim, so its folder claims what its logs say when they all agree; a run's
+    resolved description carries the division of its runs.
+    """
+    seen = {d for d in log_divisions if d is not None}
+    if is_profile(description) and len(seen) == 1:
+        return seen.pop()
+    return description.get("division")
+
+
 def _system_verdict(check: _SystemCheck, log_divisions: list[str | None]) -> Verdict:
+    """The description's own verdict, its "detect" fields filled from its runs' summaries.
+
+    system_name is not compared with the file name: mlperf-logging's result summarizer shows it
+    as the system's display name and links the description by its file name.
+    """
     failures, warnings = [], []
-    division = None
     try:
         description = json.loads(check.path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -165,11 +193,8 @@ def _system_verdict(check: _SystemCheck, log_divisions: list[str | None]) -> Ver
         failures.append(f"missing system description fields: {', '.join(missing)}")
     if "status" in description and description["status"] not in STATUSES:
         failures.append(f"status must be one of {', '.join(STATUSES)} (got {description['status']!r})")
-    undetected = [name for name in SYSTEM_DESC_FIELDS if description.get(name) == DETECT]
-    if undetected:
-        warnings.append(f"fields still {DETECT!r} (a submission describes the measured host): "
-                        f"{', '.join(undetected)}")
-    division = description.get("division")
+    warnings.extend(fill_detected(description, [_summary(log) for log in check.logs]).warnings())
+    division = _claimed_division(description, log_divisions)
     if "division" in description and division not in DIVISIONS:
         failures.append(f"division must be closed or open (got {division!r})")
     elif division in DIVISIONS:
@@ -180,9 +205,6 @@ def _system_verdict(check: _SystemCheck, log_divisions: list[str | None]) -> Ver
             warnings.append("division is closed but some result logs are open (scored as open)")
         elif others:
             failures.append(f"division is {division} but the result logs are {', '.join(others)}")
-    name = description.get("system_name")
-    if name is not None and name != check.path.stem:
-        warnings.append(f"system_name {name!r} differs from the file name {check.path.stem!r}")
     return Verdict(str(check.path), "system", division if division in DIVISIONS else None,
                    not failures, failures, warnings)
 

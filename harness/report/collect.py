@@ -8,8 +8,9 @@ is listed with the reason and never enters a score. Grouping and scoring runs is
 
 Inputs understood:
 - submission roots: `<root>/results/<system>/ncf/result_<n>.txt` (+ `result_<n>.json` run summary,
-  which may carry "host_fingerprint") with `<root>/systems/<system>.json` (MLPerf system
-  description; its "harness" section may declare price_per_hour_usd and peak_flops);
+  which may carry "host_fingerprint" and the host's values of the description's "detect" fields)
+  with `<root>/systems/<system>.json` (MLPerf system description; its "harness" section may
+  declare price_per_hour_usd and peak_flops);
 - published v0.5 folders: `<dir>/<system>/entry.json` + `<dir>/<system>/ncf/result_<n>.txt`;
 - a single `<system>` folder of either kind, or single result files.
 """
@@ -25,6 +26,7 @@ from harness.compliance import check_logs
 from harness.core.errors import UserError
 from harness.results.log_parser import parse_log
 from harness.results.run_record import RunRecord, run_record
+from harness.results.system_desc import fill_detected
 
 _RESULT = re.compile(r"result_(\d+)\.txt$")
 
@@ -77,15 +79,26 @@ def _system_dirs(path: Path) -> list[Path]:
 
 
 def _sources_in(system_dir: Path, logs: Iterable[Path]) -> list[Source]:
+    """The logs of one system folder, each with the folder's description and its own summary.
+
+    A description's "detect" fields (a profile left as the root's description) are filled from
+    the summaries of these runs, so the report shows the measured host.
+    """
     notes: list[str] = []
     system = system_dir.name
+    logs = sorted(logs, key=lambda p: (_result_number(p), p.name))
+    summaries = [_read_json(log.with_suffix(".json"), notes) for log in logs]
     entry = _read_json(system_dir / "entry.json", notes)
     description = entry
     if entry is None and system_dir.parent.name == "results":
-        description = _read_json(system_dir.parent.parent / "systems" / f"{system}.json", notes)
-    return [Source(log, system, entry is not None, description,
-                   _read_json(log.with_suffix(".json"), notes), list(notes))
-            for log in sorted(logs, key=lambda p: (_result_number(p), p.name))]
+        path = system_dir.parent.parent / "systems" / f"{system}.json"
+        description = _read_json(path, notes)
+        if description is not None:
+            filled = fill_detected(description, summaries)
+            description = filled.description
+            notes.extend(f"{path}: {warning}" for warning in filled.warnings())
+    return [Source(log, system, entry is not None, description, summary, list(notes))
+            for log, summary in zip(logs, summaries)]
 
 
 def find_logs(paths: Sequence[str | Path]) -> list[Source]:

@@ -6,7 +6,8 @@ requires, all strings) plus a `"harness"` section that says how this harness run
 The same file is what a submission's `systems/<system>.json` looks like, so one shape serves both.
 
 Host fields that depend on the machine (processor model, core counts, memory...) may be the string
-"detect"; `resolved_description` fills them from the host at run time (see `DETECTABLE_FIELDS`).
+"detect"; `resolved_description` fills them from the host at run time (see `DETECTABLE_FIELDS`),
+with the values `detected_values` produces and every run also records in its summary.
 
 Validation (`harness.run.profile_schema`) is strict and names the file and the field; this module
 turns the checked values into the typed profile and finds profiles on disk. It never imports
@@ -210,27 +211,51 @@ def list_profiles(systems_dir: str | os.PathLike = DEFAULT_SYSTEMS_DIR) -> list[
 # Resolution against this host
 
 
-def resolved_description(profile: SystemProfile, host: dict[str, Any] | None = None
-                         ) -> dict[str, Any]:
-    """The MLPerf system description with every "detect" filled from this host, plus the
-    harness section, ready to write as `<root>/systems/<system_name>.json`.
+def detected_values(system_name: str, num_hosts: int, host: dict[str, Any] | None = None
+                    ) -> dict[str, str]:
+    """This host's value of every field a profile may leave "detect", for results named `system_name`.
 
-    The harness section also records which profile it came from, which fields were detected
-    and the host fingerprint, so a results root can tell two different hosts apart.
-    For multi-host profiles the detected values are this (the chief's) host's.
+    The one producer of these values: `resolved_description` writes them into a results root's
+    description, and every run records them in its summary (SUMMARY_DETECTED_KEY), from which
+    `check` and `report` fill a profile left as the root's description. system_name is the name
+    the results go by (the profile's, or --system-name), as in the log and the file name: the
+    processor fields already describe the CPU, and hosts told apart with --system-name must not
+    share a name. For multi-host profiles the values are this (the chief's) host's.
     """
     from harness.distribute import hardware  # light: psutil/platform only
 
     host = host if host is not None else hardware.host_info()
-    detected_values = hardware.detected_description_values(host, profile.harness.num_hosts)
+    values = hardware.detected_description_values(host, num_hosts)
+    values["system_name"] = system_name
+    return values
+
+
+def resolved_description(profile: SystemProfile, host: dict[str, Any] | None = None, *,
+                         system_name: str | None = None, division: str | None = None
+                         ) -> dict[str, Any]:
+    """The MLPerf system description with every "detect" filled from this host, plus the
+    harness section, ready to write as `<root>/systems/<system_name>.json`.
+
+    `system_name` (default: the profile's name) is the results' name for the system; `division`
+    (default: the profile's) is the division of the runs the description goes with, since a
+    submission claims one division per system and the profile's is only the one it is built for.
+    The harness section also records which profile it came from, which fields were detected
+    and the host fingerprint, so a results root can tell two different hosts apart.
+    """
+    from harness.distribute import hardware  # light: psutil/platform only
+
+    host = host if host is not None else hardware.host_info()
+    values = detected_values(system_name or profile.name, profile.harness.num_hosts, host)
     desc: dict[str, Any] = {}
     detected = []
     for key in SYSTEM_DESC_FIELDS:
         value = profile.description[key]
         if value == DETECT:
-            value = detected_values[key]
+            value = values[key]
             detected.append(key)
         desc[key] = value
+    if division is not None:
+        desc["division"] = division
     section = profile.harness.to_json()
     section["profile"] = profile.name
     section["detected_fields"] = detected

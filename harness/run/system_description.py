@@ -11,8 +11,9 @@ from typing import Any
 
 from harness.core.atomic import atomic_write_text
 from harness.core.errors import UserError
-from harness.results.system_desc import DETECT, RESOLVED_MARKER_KEYS, SYSTEM_DESC_FIELDS, display_path, read_json_file
-from harness.results.tree import ResultsTree
+from harness.core.writable import writing_to
+from harness.results.system_desc import DETECT, SYSTEM_DESC_FIELDS, display_path, is_resolved, read_json_file
+from harness.results.tree import RESULTS_FLAG, ResultsTree
 from harness.run.profiles import parse_profile
 
 
@@ -23,14 +24,19 @@ def write_system_description(tree: ResultsTree, system_name: str, desc: dict[str
     """
     path = tree.system_description_path(system_name)
     if not path.exists():
-        atomic_write_text(path, json.dumps(desc, indent=2, ensure_ascii=False) + "\n")
+        with writing_to(path.parent, RESULTS_FLAG):
+            atomic_write_text(path, json.dumps(desc, indent=2, ensure_ascii=False) + "\n")
         return "written"
     existing = read_json_file(path)
     shown = display_path(path)
-    if _is_resolved(existing):
+    if is_resolved(existing):
         if existing == desc:
             return "unchanged"
         field = _first_difference(existing, desc)
+        if field == "division":
+            raise UserError(f"{shown} describes this system's {existing['division']} results and this "
+                            f"run is {desc['division']}; a submission claims one division per system, "
+                            "so pass --system-name NAME or another --results-dir.")
         raise UserError(f"{shown} already describes a different system ({field}: "
                         f"{_short(existing, field)} there, {_short(desc, field)} here); pass "
                         "--system-name NAME or another --results-dir so results of different "
@@ -42,11 +48,6 @@ def write_system_description(tree: ResultsTree, system_name: str, desc: dict[str
         return "profile"
     raise UserError(f"Refusing to overwrite the system profile {shown} ({mismatch}); pass "
                     "--system-name NAME or --results-dir DIR to record this run elsewhere.")
-
-
-def _is_resolved(data: Any) -> bool:
-    harness = data.get("harness") if isinstance(data, dict) else None
-    return isinstance(harness, dict) and any(k in harness for k in RESOLVED_MARKER_KEYS)
 
 
 def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -69,10 +70,14 @@ def _short(data: dict[str, Any], field: str) -> str:
 
 def _profile_mismatch(declared: dict[str, str], same_harness: bool,
                       desc: dict[str, Any]) -> str | None:
-    """Why the profile does not describe the system in `desc`; None when it does."""
+    """Why the profile does not describe the system in `desc`; None when it does.
+
+    The division is not compared: a profile's is the one it is built for, the run's description
+    carries the division of its runs (check reads a profile's the same way).
+    """
     if not same_harness:
         return "its harness section differs from this run's"
     for key in SYSTEM_DESC_FIELDS:
-        if declared[key] != DETECT and declared[key] != desc.get(key):
+        if key != "division" and declared[key] != DETECT and declared[key] != desc.get(key):
             return f"its {key} is {declared[key]!r}, this run's is {desc.get(key)!r}"
     return None
