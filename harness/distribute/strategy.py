@@ -4,8 +4,10 @@ One run loop serves every topology; only this module knows how each strategy is 
   default                 the default strategy (one device, no distribution overhead)
   one_device              OneDeviceStrategy on the profile's first device
   mirrored                MirroredStrategy over the host's GPUs (or logical CPUs, for tests)
-  multi_worker_mirrored   MultiWorkerMirroredStrategy over hosts named by TF_CONFIG or
-                          --worker-hosts/--task-index, with bounded failure detection (below)
+  multi_worker_mirrored   MultiWorkerMirroredStrategy over hosts named by --worker-hosts/--task-index,
+                          TF_CONFIG or a Slurm step (harness.distribute.cluster picks the source;
+                          TensorFlow's TFConfig- or SlurmClusterResolver builds the cluster), with
+                          bounded failure detection (below)
   tpu                     TPUStrategy on a slice reached through TPUClusterResolver
 
 How long a multi-worker run waits for a peer that is gone (measured with two workers on one
@@ -32,6 +34,8 @@ from typing import Any, Sequence
 
 from harness.core.errors import UserError
 from harness.core.timeouts import TIMEOUT, call_with_timeout
+from harness.distribute.cluster import (ClusterRequest, WorkerCluster, check_task_count, read_slurm_step,
+                                        resolve_cluster, tf_config_from_flags)
 
 # A collective that waits longer than this fails (DeadlineExceededError). It must exceed the
 # longest legitimate gap between two workers reaching the same collective (the chief's log
@@ -63,29 +67,14 @@ class Topology:
     is_chief: bool
 
 
-def tf_config_from_flags(worker_hosts: Sequence[str] | None, task_index: int | None) -> dict | None:
-    """TF_CONFIG for --worker-hosts/--task-index, or the environment's TF_CONFIG, or None."""
-    if worker_hosts:
-        if task_index is None or not 0 <= task_index < len(worker_hosts):
-            raise UserError(f"--task-index must be between 0 and {len(worker_hosts) - 1} "
-                            f"for {len(worker_hosts)} --worker-hosts.")
-        return {"cluster": {"worker": list(worker_hosts)}, "task": {"type": "worker", "index": task_index}}
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return None
-    try:
-        config = json.loads(raw)
-        config["cluster"]["worker"]
-        config["task"]["index"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"TF_CONFIG is not a valid cluster description ({exc}).") from exc
-    return config
-
-
 def build_strategy(kind: str, device: str, devices_per_host: int, num_hosts: int,
                    tpu_name: str | None = None, worker_hosts: Sequence[str] | None = None,
-                   task_index: int | None = None) -> tuple[Any, Topology]:
-    """Create the strategy (importing TensorFlow) and describe this process' place in it."""
+                   task_index: int | None = None,
+                   cluster: ClusterRequest | None = None) -> tuple[Any, Topology]:
+    """Create the strategy (importing TensorFlow) and describe this process' place in it.
+
+    `cluster` is the plan's --cluster/--cluster-port request (None: auto, port 8888).
+    """
     import tensorflow as tf
 
     if kind == "default":
@@ -101,37 +90,59 @@ def build_strategy(kind: str, device: str, devices_per_host: int, num_hosts: int
         strategy = tf.distribute.MirroredStrategy([d.name for d in found[:devices_per_host]])
         return strategy, Topology(strategy.num_replicas_in_sync, 1, 0, True)
     if kind == "multi_worker_mirrored":
-        return _multi_worker_strategy(num_hosts, worker_hosts, task_index)
+        return _multi_worker_strategy(device, devices_per_host, num_hosts, worker_hosts, task_index,
+                                      cluster or ClusterRequest())
     if kind == "tpu":
         return _tpu_strategy(tpu_name, num_hosts)
     raise UserError(f"Unknown strategy {kind!r}.")
 
 
-def _multi_worker_strategy(num_hosts: int, worker_hosts: Sequence[str] | None,
-                           task_index: int | None) -> tuple[Any, Topology]:
+def _multi_worker_strategy(device: str, devices_per_host: int, num_hosts: int,
+                           worker_hosts: Sequence[str] | None, task_index: int | None,
+                           request: ClusterRequest) -> tuple[Any, Topology]:
+    """MultiWorkerMirroredStrategy over the cluster `request` selects (harness.distribute.cluster)."""
     import tensorflow as tf
 
-    config = tf_config_from_flags(worker_hosts, task_index)
-    if config is None:
-        raise UserError("A multi-host profile needs TF_CONFIG or --worker-hosts and --task-index.")
-    hosts = len(config["cluster"]["worker"]) + len(config["cluster"].get("chief", []))
-    if hosts != num_hosts:
-        raise UserError(f"The profile declares {num_hosts} hosts but the cluster lists {hosts}.")
-    os.environ["TF_CONFIG"] = json.dumps(config)
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    cluster = resolve_cluster(request, worker_hosts, task_index, num_hosts, os.environ)
+    if cluster is None:
+        raise UserError("A multi-worker profile needs TF_CONFIG or --worker-hosts and --task-index, or one "
+                        "Slurm task per host started by srun; found none.")
+    check_task_count(cluster, num_hosts, "The profile")
+    if cluster.source == "slurm":
+        resolver = slurm_resolver(cluster, request.port, devices_per_host if device == "gpu" else 0)
+    else:
+        os.environ["TF_CONFIG"] = json.dumps(tf_config_from_flags(worker_hosts, task_index))
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     _configure_coordination_service(resolver.cluster_spec())
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=options)
-    task_type, index = config["task"].get("type", "worker"), int(config["task"]["index"])
-    is_chief = task_type == "chief" or (index == 0 and not config["cluster"].get("chief"))
-    return strategy, Topology(strategy.num_replicas_in_sync, hosts, _host_index(config), is_chief)
+    return strategy, Topology(strategy.num_replicas_in_sync, len(cluster.workers), cluster.host_index,
+                              cluster.is_chief)
 
 
-def _host_index(config: dict) -> int:
-    """This task's position among all hosts (chief first), the shard index of its data."""
-    task = config["task"]
-    chiefs = len(config["cluster"].get("chief", []))
-    return int(task["index"]) + (chiefs if task.get("type", "worker") == "worker" else 0)
+def slurm_resolver(cluster: WorkerCluster, port: int, gpus_per_task: int) -> Any:
+    """TensorFlow's SlurmClusterResolver for this step, checked against `cluster`, as the strategy's resolver.
+
+    The resolver numbers a node's tasks by GPU slots (gpus_per_node // gpus_per_task of them) and
+    by default counts GPUs with nvidia-smi and sets CUDA_VISIBLE_DEVICES; here each task gets one
+    slot and auto_set_gpu is off (on CPU hosts there is nothing to count, and on GPU hosts Slurm's
+    --gpus-per-task binds the devices). Its num_accelerators() would then report the slot as a GPU,
+    so the strategy gets the same cluster through a SimpleClusterResolver with the profile's count.
+    """
+    import tensorflow as tf
+
+    step = read_slurm_step(os.environ)
+    slurm = tf.distribute.cluster_resolver.SlurmClusterResolver(
+        port_base=port, gpus_per_node=step.max_tasks_per_node, gpus_per_task=1, auto_set_gpu=False)
+    spec = slurm.cluster_spec()
+    task_type, task_id = slurm.get_task_info()
+    found = tuple(spec.as_dict().get("worker", ()))
+    if (found, task_type, task_id) != (cluster.workers, cluster.task_type, cluster.task_index):
+        raise RuntimeError(f"SlurmClusterResolver resolved workers {list(found)} with this task as {task_type} "
+                           f"{task_id}, but the plan has {list(cluster.workers)} and worker {cluster.task_index}")
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        spec, task_type=task_type, task_id=task_id, rpc_layer=slurm.rpc_layer,
+        num_accelerators={"GPU": gpus_per_task} if gpus_per_task else None)
 
 
 def _configure_coordination_service(cluster_spec: Any) -> None:
