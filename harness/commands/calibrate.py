@@ -27,7 +27,8 @@ from harness.core.errors import UserError
 from harness.measure.calibrate import run_calibration
 from harness.measure.convergence import Curve
 from harness.measure.peer import PEER_DATASET, PEER_ENV_HELP, parse_peer_env
-from harness.run.flags import add_run_arguments, overrides_from
+from harness.run.flags import add_run_arguments, in_range, nonnegative_int, overrides_from
+from harness.run.plan import SEED_LIMIT, Range, check_seed
 
 if TYPE_CHECKING:
     from harness.run.progress import RunDisplay
@@ -38,10 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "calibrate", help="train several seeds without early stop and suggest a dataset's HR@10 target",
         description=__doc__.split("\n\n")[1].replace("\n", " "))
     add_run_arguments(p)
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (runs), from --seed (default 0)")
-    p.add_argument("--quantile", type=float, default=0.2,
-                   help="suggested target = this quantile of per-seed best HR@10 (default 0.2)")
-    p.add_argument("--peer-runs", type=int, default=0, metavar="N",
+    p.add_argument("--seeds", type=in_range(Range(2, SEED_LIMIT - 1)), default=5,
+                   help="number of seeds (runs, >= 2), from --seed (default 0; seed + seeds - 1 < 2^31)")
+    p.add_argument("--quantile", type=in_range(Range(0, 1, low_open=True, high_open=True, integer=False)),
+                   default=0.2, help="suggested target = this quantile of per-seed best HR@10, in (0, 1) (default 0.2)")
+    p.add_argument("--peer-runs", type=nonnegative_int, default=0, metavar="N",
                    help=f"also train the TF Model Garden peer N times on the same ratings ({PEER_DATASET} only) "
                         "and compare the curves (default 0)")
     p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help="with --peer-runs: " + PEER_ENV_HELP)
@@ -53,18 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def calibrate(args: argparse.Namespace) -> int:
     from harness.run.progress import RunDisplay
 
-    if args.seeds < 2:
-        raise UserError(f"--seeds must be at least 2 to calibrate, got {args.seeds}.")
-    if not 0.0 < args.quantile < 1.0:
-        raise UserError(f"--quantile must be in (0, 1), got {args.quantile}.")
-    if args.peer_runs < 0:
-        raise UserError(f"--peer-runs must be 0 or more, got {args.peer_runs}.")
+    first_seed = 0 if args.seed is None else args.seed   # --seeds, --quantile, --peer-runs: ranges in their types
+    check_seed(first_seed, args.seeds, runs_flag="--seeds")
     if args.peer_runs and args.dataset != PEER_DATASET:
         raise UserError(f"the peer trains only {PEER_DATASET}; use --dataset {PEER_DATASET} or drop --peer-runs.")
     if args.peer_env and not args.peer_runs:
         raise UserError("--peer-env needs --peer-runs 1 or more.")
     peer_env = parse_peer_env(args.peer_env)
-    overrides = replace(overrides_from(args), runs=args.seeds, seed=0 if args.seed is None else args.seed)
+    overrides = replace(overrides_from(args), runs=args.seeds, seed=first_seed)
     display = RunDisplay(quiet=args.json)
     result = run_calibration(overrides, args.quantile, display, args.peer_runs, peer_env)
     if args.json:

@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +33,9 @@ from harness.data.movielens import RatingFile
 from harness.data.prepare import UNVERIFIED, PreparedData, load_dataset, prepare_rating_file
 from harness.data.registry import CSV_FORMAT
 from harness.core.errors import UserError
+from harness.core.writable import scratch_dir, writing_to
 from harness.core.process_usage import peak_rss_bytes
+from harness.run.flags import one_seed
 
 DEFAULT_DATASET = "synthetic-small"
 SUMMARY_KEYS = (
@@ -59,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - 
                                        "~/.cache/ncf-benchmark)")
     p.add_argument("--mirror", help="base URL to download <name>.zip from instead of GroupLens "
                                     "(default $NCF_DATA_MIRROR)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the eval negatives behind the statistics (default 0)")
+    p.add_argument("--seed", type=one_seed, default=0,
+                   help="seed of the eval negatives behind the statistics, in 0..2^31-1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--bench-csv", action="store_true",
                    help="time preparation through the CSV path: write the (synthetic) dataset as ratings.csv "
@@ -129,9 +131,10 @@ def bench_csv(name: str) -> dict[str, Any]:
     if not synthetic.is_synthetic(name):
         raise UserError(f"--bench-csv writes a synthetic dataset as CSV; {name!r} is not one (try synthetic-ml20m).")
     config = synthetic.parse_name(name)
-    with tempfile.TemporaryDirectory(prefix="ncf-bench-csv-") as tmp:
+    with scratch_dir("ncf-bench-csv-") as tmp:
         csv_path = Path(tmp) / "ratings.csv"
-        rows, write_s, _ = _timed(lambda: synthetic.write_csv(config, csv_path))
+        with writing_to(tmp, "TMPDIR"):   # a full temporary area: the CSV is ~500 MB at ml-20m scale
+            rows, write_s, _ = _timed(lambda: synthetic.write_csv(config, csv_path))
         csv_bytes = csv_path.stat().st_size
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             result = pool.apply(_prepare_csv_in_child, (str(csv_path), str(Path(tmp) / "cache")))

@@ -10,6 +10,9 @@ import json
 import sys
 
 from harness import report as report_mod
+from harness.core.writable import require_writable_dir, writing_to
+
+OUT_FLAG = "--out"
 
 
 def register(subparsers) -> None:
@@ -30,8 +33,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:   # before reading every log, so a read-only --out costs no wait
+        require_writable_dir(args.out, OUT_FLAG)
     result = report_mod.build_report(args.paths, baseline=args.baseline, precision=args.precision)
-    written = report_mod.write_outputs(result, args.out) if args.out else {}
+    written = {}
+    if args.out:
+        with writing_to(args.out, OUT_FLAG):
+            written = report_mod.write_outputs(result, args.out)
     if args.json:
         json.dump(report_mod.report_json(result, written), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -50,11 +58,10 @@ def _text(value, fmt: str = "{}") -> str:
 
 
 def _console():
-    """Rich console; piped output gets a wide fixed width instead of 80 columns."""
-    from rich.console import Console
+    """Rich console; piped output is plain and as wide as the tables (harness.core.console says why)."""
+    from harness.core.console import make_console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    return make_console()
 
 
 def print_tables(result: report_mod.Report, written: dict) -> None:

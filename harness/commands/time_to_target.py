@@ -10,10 +10,12 @@ import argparse
 import json
 
 from harness.core.errors import UserError
+from harness.core.writable import require_writable_dir
 from harness.measure.peer import PEER_DATASET, PEER_ENV_HELP, parse_peer_env
 from harness.measure.time_to_target import measure_time_to_target
-from harness.run.flags import CACHE_DIR_HELP, SYSTEM_HELP
-from harness.run.plan import PlanOverrides
+from harness.results.tree import RESULTS_FLAG
+from harness.run.flags import CACHE_DIR_HELP, SYSTEM_HELP, nonnegative_int, positive_int
+from harness.run.plan import PlanOverrides, seed_range
 
 
 def _seeds(text: str) -> list[int]:
@@ -23,6 +25,10 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    allowed = seed_range()   # each seed is a run of its own
+    wrong = [seed for seed in seeds if not allowed.contains(seed)]
+    if wrong:
+        raise argparse.ArgumentTypeError(f"each seed must be {allowed.describe()}, got {wrong[0]}")
     return seeds
 
 
@@ -38,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder with <name>.zip or an extracted <name>/ folder (also the peer's ratings)")
     p.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2, 3], help="our runs' seeds, comma-separated (default 0,1,2,3)")
-    p.add_argument("--peer-runs", type=int, default=3, help="runs of the peer (default 3; 0: ours only)")
-    p.add_argument("--peer-epochs", type=int, default=12, help="epochs per peer run (default 12)")
+    p.add_argument("--peer-runs", type=nonnegative_int, default=3, help="runs of the peer (>= 0; default 3; 0: ours only)")
+    p.add_argument("--peer-epochs", type=positive_int, default=12, help="epochs per peer run (>= 1; default 12)")
     p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help=PEER_ENV_HELP)
     p.add_argument("--results-dir", help="keep our runs' logs here, one submission root per seed "
                                          "(default: a temporary folder, removed afterwards)")
@@ -48,13 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def time_to_target(args: argparse.Namespace) -> int:
-    if args.peer_runs < 0 or args.peer_epochs < 1:
-        raise UserError(f"--peer-runs must be >= 0 and --peer-epochs >= 1, got {args.peer_runs} and {args.peer_epochs}.")
     if args.peer_runs and args.dataset != PEER_DATASET:
         raise UserError(f"the peer trains only {PEER_DATASET}; use --dataset {PEER_DATASET} or --peer-runs 0.")
     if args.peer_env and not args.peer_runs:
         raise UserError("--peer-env needs peer runs; drop it or give --peer-runs 1 or more.")
     peer_env = parse_peer_env(args.peer_env)   # flags first, then what is on disk
+    if args.results_dir:   # now, not as the first seed's run failing in its child process
+        require_writable_dir(args.results_dir, RESULTS_FLAG)
     ours = PlanOverrides(system=args.system, dataset=args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir)
     report = measure_time_to_target(ours, args.seeds, args.peer_runs, args.peer_epochs, peer_env,
                                     keep_in=args.results_dir)
@@ -66,8 +72,9 @@ def format_report(report: dict) -> str:
     """The runs as a table, then each side's means and the ratios, as the terminal shows them."""
     from io import StringIO
 
-    from rich.console import Console
     from rich.table import Table
+
+    from harness.core.console import make_console
 
     extra = "".join(f", peer with {k}={v}" for k, v in report.get("peer_environment", {}).items())
     table = Table(title=f"time to HR@10 >= {report['target']} on {report['dataset']}{extra}")
@@ -79,7 +86,7 @@ def format_report(report: dict) -> str:
                       f"{run['seconds']:.1f}" if run["seconds"] is not None else "-",
                       f"{run['best_hr']:.4f}" if run["best_hr"] is not None else "-")
     buffer = StringIO()
-    console = Console(file=buffer, width=100)
+    console = make_console(file=buffer)
     console.print(table)
     for who in ("ours", "peer"):
         side = report[who]

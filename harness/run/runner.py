@@ -32,6 +32,7 @@ from harness.compliance.checker import check_log
 from harness.results import keys
 from harness.results.mlperf_log import RunLog
 from harness.run.plan import RunPlan
+from harness.run.tensorboard import EpochBoard, board_path
 from harness.core.process_usage import cpu_seconds, peak_rss_bytes
 from reference import constants
 
@@ -82,6 +83,7 @@ class RunProgress:
     cpu_cores_used: float | None = None
     eval_set_sha256: str | None = None
     trainer: dict | None = None
+    board: EpochBoard = field(default_factory=EpochBoard)   # --tensorboard, closed after run_stop
 
 
 def eval_set_sha256(items: np.ndarray, mask: np.ndarray) -> str:
@@ -173,7 +175,8 @@ class BenchmarkSession:
 
         self.strategy, self.topology = build_strategy(
             self.plan.strategy, self.plan.device, self.plan.devices_per_host, self.plan.num_hosts,
-            tpu_name=self.plan.tpu, worker_hosts=self.plan.worker_hosts, task_index=self.plan.task_index)
+            tpu_name=self.plan.tpu, worker_hosts=self.plan.worker_hosts, task_index=self.plan.task_index,
+            cluster=self.plan.cluster_request)
 
     def collect_provenance(self) -> None:
         from harness.distribute.provenance import collect_provenance
@@ -201,7 +204,7 @@ class BenchmarkSession:
         previous = signal.getsignal(signal.SIGTERM)
         if threading_is_main():
             signal.signal(signal.SIGTERM, _raise_interrupted)
-        progress = RunProgress()
+        progress = RunProgress(board=EpochBoard(board_path(self.plan.tensorboard_dir, self.plan.system_name, index)))
         try:
             self._execute(seed, log, outcome, progress)
         except (KeyboardInterrupt, RunInterrupted) as exc:
@@ -218,6 +221,8 @@ class BenchmarkSession:
             if threading_is_main():
                 signal.signal(signal.SIGTERM, previous)
             log.close()
+            if problem := progress.board.close():
+                self.display.warn(problem)
         self._finish(outcome, progress, complete=True)
         return outcome
 
@@ -315,6 +320,7 @@ class BenchmarkSession:
                 stats = EpochStats(epoch, train_s, eval_s, wait, total_examples, total_examples / train_s,
                                    data.num_users * constants.EVAL_ROW / eval_s, sums.hit_rate, sums.ndcg_mean, loss)
                 outcome.epochs.append(stats)
+                progress.board.add(stats)   # after the epoch's and eval's clocks: a queue put, no I/O
                 self.display.epoch_done(stats, plan.target)
                 if sums.hit_rate >= plan.target:
                     success = True
@@ -336,12 +342,12 @@ class BenchmarkSession:
 
         iterator = iter(dataset)
         done, total = 0, 0.0
-        self.display.epoch_progress(epoch, 0, steps)
+        self.display.epoch_progress(epoch, 0, steps, self.plan.steps_per_call, self.plan.max_epochs)
         while done < steps:
             n = min(self.plan.steps_per_call, steps - done)
             total += float(trainer.train_steps(iterator, tf.constant(n)))
             done += n
-            self.display.epoch_progress(epoch, done, steps)
+            self.display.epoch_progress(epoch, done, steps, self.plan.steps_per_call, self.plan.max_epochs)
         return total / steps
 
     def _compile(self, trainer: Any) -> None:
@@ -411,6 +417,8 @@ class BenchmarkSession:
         outcome.verdict = {"passed": verdict.passed, "failures": list(verdict.failures),
                            "warnings": list(verdict.warnings), "division": verdict.division}
         from harness.distribute.provenance import host_fingerprint
+        from harness.results.system_desc import SUMMARY_DETECTED_KEY
+        from harness.run.profiles import detected_values
 
         summary = {
             "benchmark": constants.BENCHMARK, "complete": complete, "status": outcome.status,
@@ -428,7 +436,9 @@ class BenchmarkSession:
             "eval_set_sha256": progress.eval_set_sha256, "trainer": progress.trainer,
             "peak_rss_bytes": peak_rss_bytes(), "cpu_cores_used": progress.cpu_cores_used,
             "host_fingerprint": host_fingerprint(), "plan": self.plan.to_dict(),
+            SUMMARY_DETECTED_KEY: detected_values(self.plan.system_name, self.plan.num_hosts),
             "provenance": self.provenance, "compliance": outcome.verdict, "log": Path(outcome.log_path).name,
+            "tensorboard_dir": str(progress.board.path) if progress.board.path else None,
         }
         atomic_write_text(outcome.summary_path, json.dumps(summary, indent=2, default=str) + "\n")
 

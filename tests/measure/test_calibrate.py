@@ -21,7 +21,7 @@ def test_success_rate_counts_seeds_that_reach_the_target_at_any_epoch():
 
 @pytest.mark.parametrize("flags, message", [
     (["--seeds", "1"], "--seeds"), (["--quantile", "1.5"], "--quantile"),
-    (["--peer-runs", "-1"], "--peer-runs must be 0 or more"),
+    (["--peer-runs", "-1"], "argument --peer-runs: must be at least 0"),
     (["--peer-runs", "2"], "the peer trains only ml-latest-small"),
     (["--peer-env", "A=1"], "--peer-env needs --peer-runs"),
 ])

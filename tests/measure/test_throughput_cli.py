@@ -57,7 +57,7 @@ def test_dry_run_table_mentions_missing_hardware(capsys):
 
 def test_user_errors(capsys):
     assert main(["throughput", "--system", "cpu", "--steps", "1"]) == 2
-    assert "--steps must be at least 2" in capsys.readouterr().err
+    assert "argument --steps: must be at least 2" in capsys.readouterr().err
     assert main(["throughput", "--system", "cpu", "--peer-rounds", "3"]) == 2
     assert "--peer-rounds must be at least 1 and needs --peer" in capsys.readouterr().err
     assert main(["throughput", "--system", "cpu", "--peer-env", "A=1"]) == 2

@@ -74,7 +74,7 @@ def test_olympic_means_drop_each_sides_fastest_and_slowest_run():
 
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "synthetic-small"], "the peer trains only ml-latest-small"),
-    (["--peer-runs", "-1"], "--peer-runs must be >= 0"),
+    (["--peer-runs", "-1"], "argument --peer-runs: must be at least 0"),
     (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
     (["--seeds", ","], "--seeds needs at least one seed"),
     (["--peer-env", "=1"], "--peer-env takes KEY=VALUE"),
