@@ -167,6 +167,18 @@ def eval_loss(logits: tf.Tensor, duplicate_mask: tf.Tensor, num_training_neg: in
     no effect, as in the seed, whose loss uses the unmasked logits.
     """
     del match_mlperf  # the seed computes the loss from the unmasked logits
+    total, count = eval_loss_sums(logits, duplicate_mask, num_training_neg)
+    return tf.math.divide_no_nan(total, count)
+
+
+def eval_loss_sums(logits: tf.Tensor, duplicate_mask: tf.Tensor,
+                   num_training_neg: int = NUM_NEG) -> tuple[tf.Tensor, tf.Tensor]:
+    """float32 (sum(w * ce), count_nonzero(w)): `eval_loss`'s numerator and denominator.
+
+    Why apart: an eval set is scored in batches (and shards), and the loss over the whole set is
+    the ratio of these two sums added over batches, which averaging per-batch means would not give
+    when batches hold different numbers of real rows.
+    """
     logits = tf.reshape(tf.convert_to_tensor(logits), (-1,))
     num_rows = tf.shape(logits)[0] // EVAL_ROW
     labels = tf.reshape(tf.one_hot(tf.fill([num_rows], TRUE_ITEM_COLUMN), EVAL_ROW, dtype=tf.int32), (-1,))
@@ -179,8 +191,7 @@ def eval_loss(logits: tf.Tensor, duplicate_mask: tf.Tensor, num_training_neg: in
     softmax_logits = tf.stack([tf.zeros_like(logits), logits], axis=1)
     cross_entropy = tf.cast(
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=softmax_logits), tf.float32)
-    total = tf.reduce_sum(cross_entropy * weights)
-    return tf.math.divide_no_nan(total, tf.cast(tf.math.count_nonzero(weights), tf.float32))
+    return tf.reduce_sum(cross_entropy * weights), tf.cast(tf.math.count_nonzero(weights), tf.float32)
 
 
 # ------------------------------------------------------------------------------- numpy twin

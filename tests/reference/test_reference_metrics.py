@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from reference.constants import EVAL_ROW, NUM_EVAL_NEGATIVES, TOP_K, TRUE_ITEM_COLUMN
 from reference.eval_rows import duplicate_mask, eval_items, padding_rows
-from reference.metrics import (compute_top_k_and_ndcg, eval_loss, hit_and_ndcg_sums, hit_rate_numpy,
+from reference.metrics import (compute_top_k_and_ndcg, eval_loss, eval_loss_sums, hit_and_ndcg_sums, hit_rate_numpy,
                                rank_of_true_item, true_item_positions_numpy)
 
 F32_MIN = np.finfo(np.float32).min
@@ -296,6 +296,15 @@ def test_eval_loss_equals_the_seed_cross_entropy(batch, num_training_neg, match_
     got = eval_loss(logits, mask, num_training_neg, match_mlperf)
     assert got.dtype == tf.float32 and got.shape == ()
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=2e-6)
+
+
+def test_eval_loss_sums_added_over_batches_give_the_whole_sets_loss(batch):
+    _, mask, _ = batch
+    logits = np.random.default_rng(2).normal(0.0, 3.0, mask.shape).astype(np.float32)
+    cut = 337 * EVAL_ROW                       # two batches of unequal size, padding in the second
+    parts = [eval_loss_sums(logits[:cut], mask[:cut]), eval_loss_sums(logits[cut:], mask[cut:])]
+    total = sum(float(p[0]) for p in parts) / sum(float(p[1]) for p in parts)
+    np.testing.assert_allclose(total, eval_loss(logits, mask).numpy(), rtol=1e-5)
 
 
 def test_eval_loss_ignores_padding_rows_and_is_zero_without_real_rows(batch):
