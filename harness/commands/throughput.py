@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,10 @@ import numpy as np
 from harness.core.errors import UserError
 from harness.measure.peer import PEER_ENV_HELP, parse_peer_env
 from harness.measure.stopwatch import Timing
-from harness.measure.throughput import ABLATION_ROUNDS, MATMUL_SIZE, ThroughputOptions, measure
+from harness.measure.throughput import ABLATION_ROUNDS, BASELINE_ROUNDS, MATMUL_SIZE, ThroughputOptions, measure
 from harness.measure.training_rate import TrainingRate
-from harness.run.flags import add_run_arguments, overrides_from
-from harness.run.plan import RunPlan, describe_plan
+from harness.run.flags import add_run_arguments, in_range, nonnegative_int, overrides_from, positive_int
+from harness.run.plan import Range, RunPlan, describe_plan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,23 +30,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "rate; optionally against the plain reference path (--ablation) and the TF Model "
                     "Garden peer (--peer), measured in the same invocation.")
     add_run_arguments(p)
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per measurement (default 20)")
-    p.add_argument("--eval-sample", type=int, default=10000,
-                   help="users evaluated for the eval rate (x 1,000 candidates; default 10,000)")
+    p.add_argument("--steps", type=in_range(Range(2)), default=20,
+                   help="timed training steps per measurement (>= 2; default 20)")
+    p.add_argument("--eval-sample", type=positive_int, default=10000,
+                   help="users evaluated for the eval rate (>= 1, x 1,000 candidates; default 10,000)")
     p.add_argument("--ablation", action="store_true",
                    help="also time the plain reference path and each fast path switched on in turn")
     p.add_argument("--peer", action="store_true",
                    help="run the TF Model Garden NCF peer (its own venv, built on first use) at our batch size "
                         "and XLA setting between two runs of ours")
-    p.add_argument("--peer-rounds", type=int, default=1, metavar="N",
-                   help="with --peer: run the peer N times, each between two runs of ours (default 1)")
+    p.add_argument("--peer-rounds", type=positive_int, default=1, metavar="N",
+                   help="with --peer: run the peer N >= 1 times, each between two runs of ours (default 1)")
     p.add_argument("--peer-env", action="append", default=[], metavar="KEY=VALUE", help="with --peer: " + PEER_ENV_HELP)
     p.add_argument("--check-eval", action="store_true",
                    help="also evaluate the sample with the plain reference eval on the same weights and compare")
-    p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
+    p.add_argument("--wait-quiet", type=nonnegative_int, default=0, metavar="SECONDS",
                    help="before measuring, wait up to SECONDS for other processes to use < 0.3 cores")
     p.add_argument("--op-profile", action="store_true",
                    help="also trace one compiled training step and show its time by XLA op and op category")
+    p.add_argument("--baseline", metavar="SYSTEM",
+                   help="also time profile SYSTEM on the same devices (e.g. --system cpu-bf16 --baseline cpu) in "
+                        f"{BASELINE_ROUNDS} interleaved rounds with this one and report the training and eval ratios")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--dry-run", action="store_true", help="show what would run and exit without measuring")
     p.set_defaults(handler=throughput)
@@ -55,11 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def throughput(args: argparse.Namespace) -> int:
     from harness.run.session import check_hardware, resolve
 
-    if args.steps < 2:
-        raise UserError(f"--steps must be at least 2, got {args.steps}.")
-    if args.eval_sample < 1:
-        raise UserError(f"--eval-sample must be positive, got {args.eval_sample}.")
-    if args.peer_rounds < 1 or (args.peer_rounds > 1 and not args.peer):
+    if args.peer_rounds > 1 and not args.peer:   # --steps, --eval-sample, --peer-rounds: ranges in their types
         raise UserError(f"--peer-rounds must be at least 1 and needs --peer, got {args.peer_rounds}.")
     if args.peer_env and not args.peer:
         raise UserError("--peer-env needs --peer.")
@@ -68,17 +68,37 @@ def throughput(args: argparse.Namespace) -> int:
                                 peer_environment=parse_peer_env(args.peer_env),   # flags first, then what is on disk
                                 check_eval=args.check_eval, wait_quiet=args.wait_quiet, op_profile=args.op_profile)
     profile, plan = resolve(overrides_from(args))
+    baseline = _resolve_baseline(args, plan) if args.baseline else None
     settings = _planned_settings(plan)
     if args.dry_run:
-        _print_dry_run(plan, settings, options, args.json)
+        _print_dry_run(plan, settings, options, args.json, baseline[0] if baseline else None)
         return 0
     check_hardware(profile, plan)
-    report = measure(plan, profile, options)
+    if baseline:
+        check_hardware(baseline[1], baseline[0])
+    report = measure(plan, profile, replace(options, baseline=baseline))
     if args.json:
         print(json.dumps(report, indent=2, default=_jsonable))
     else:
         _print_report(report)
     return 0
+
+
+def _resolve_baseline(args: argparse.Namespace, plan: RunPlan) -> tuple[RunPlan, Any]:
+    """(plan, profile) of --baseline SYSTEM: our flags and seed, checked to run on the same devices and
+    threads (both share one TensorFlow runtime, data set and strategy)."""
+    from harness.run.session import resolve
+
+    base_profile, base_plan = resolve(replace(overrides_from(args), system=args.baseline, seed=plan.seeds[0]))
+
+    def devices(p: RunPlan) -> str:
+        return (f"{p.num_hosts} host(s) x {p.devices_per_host} {p.device}, strategy {p.strategy}, "
+                f"threads {p.cpu_threads}")
+
+    if devices(base_plan) != devices(plan):
+        raise UserError(f"--baseline {args.baseline} must run on the same devices as {plan.system} "
+                        f"({devices(plan)}), but it declares {devices(base_plan)}.")
+    return base_plan, base_profile
 
 
 def _planned_settings(plan: RunPlan) -> dict:
@@ -108,10 +128,11 @@ def _faults(rate: TrainingRate) -> str:
 
 
 def _print_report(report: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from harness.core.console import make_console
+
+    console = make_console(highlight=False)
     trainer = report["trainer"]
     lazy = trainer.get("lazy_tables")
     optimizer = trainer["optimizer_impl"] + (f" (lazy tables: {', '.join(lazy)})" if lazy else "")
@@ -120,7 +141,8 @@ def _print_report(report: dict) -> None:
                   f"split first layer {'on' if trainer['split_first_layer'] else 'off'}, "
                   f"fast eval {'on' if trainer['fast_eval'] else 'off'}, XLA {'on' if trainer['xla'] else 'off'}")
     load = report["load_average_before"]
-    console.print(f"machine: fp32 matmul {report['matmul_gflops']:.1f} GFLOP/s ({MATMUL_SIZE}^3); "
+    console.print(f"machine: matmul fp32 {report['matmul_gflops']:.1f}, bf16 {report['matmul_gflops_bf16']:.1f} "
+                  f"GFLOP/s ({MATMUL_SIZE}^3, TensorFlow's kernels); "
                   f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
                   "'foreign' = cores other processes used during a measurement")
     console.print("runtime environment: " + ", ".join(f"{k}={v}" for k, v in report["runtime_environment"].items())
@@ -184,8 +206,11 @@ def _print_report(report: dict) -> None:
         _print_op_profile(console, report["op_profile"])
     ratios = report["ratios"]
     console.print(f"work rate (reference FLOPs): training {ratios['training_reference_gflops']:.1f} GFLOP/s = "
-                  f"{ratios['training_vs_matmul']:.2f} x matmul; eval {ratios['eval_reference_gflops']:.1f} GFLOP/s = "
-                  f"{ratios['eval_vs_matmul']:.2f} x matmul")
+                  f"{ratios['training_vs_matmul']:.2f} x {ratios['matmul_dtype']} matmul; eval "
+                  f"{ratios['eval_reference_gflops']:.1f} GFLOP/s = {ratios['eval_vs_matmul']:.2f} x "
+                  f"{ratios['matmul_dtype']} matmul")
+    if report.get("baseline"):
+        _print_baseline(console, report["system"], report["baseline"])
     if "training_vs_peer" in ratios:
         rounds = ratios["training_vs_peer_rounds"]
         each = f"; rounds: {', '.join(f'{r:.2f}x' for r in rounds)}" if len(rounds) > 1 else ""
@@ -210,6 +235,33 @@ def _print_report(report: dict) -> None:
         console.print(table)
 
 
+def _print_baseline(console: Any, system: str, base: dict) -> None:
+    """This profile against --baseline: per-profile medians, the ratios, the CPU and what they mean."""
+    from rich.table import Table
+
+    table = Table(title=f"{system} against --baseline {base['baseline']['system']} ({base['rounds']} interleaved "
+                        f"rounds of {base['steps_per_round']} steps and one eval; medians)")
+    for col in ("profile", "precision", "train ex/s", "eval pairs/s", "foreign"):
+        table.add_column(col, justify="left" if col in ("profile", "precision") else "right")
+    for row in (base["ours"], base["baseline"]):
+        table.add_row(row["system"], row["precision"], f"{row['examples_per_s']:,.0f}", f"{row['pairs_per_s']:,.0f}",
+                      f"{row['train_foreign_cores']:.2f}/{row['eval_foreign_cores']:.2f}")
+    console.print(table)
+    console.print(f"[bold]{system} vs {base['baseline']['system']}: training {base['training_ratio']:.2f}x, eval "
+                  f"{base['eval_ratio']:.2f}x[/bold] (medians of per-round ratios)")
+    found = ", ".join(base["bf16_instructions"]) or "none"
+    console.print(f"CPU: {base['cpu']}; flags: {' '.join(base['cpu_flags']) or '-'}; bf16 instructions: {found}")
+    targets = base["targets"]
+    if targets is None:
+        return
+    wanted = f"training >= {targets['training']}x, eval >= {targets['eval']}x"
+    if not base["meaningful_for_targets"]:
+        console.print(f"[yellow]{base['note']} ({wanted}).[/yellow]")
+        return
+    met = base["training_ratio"] >= targets["training"] and base["eval_ratio"] >= targets["eval"]
+    console.print(f"bf16 targets ({wanted}): {'met' if met else 'NOT met'}")
+
+
 def _print_op_profile(console: Any, ops: dict) -> None:
     from rich.table import Table
 
@@ -228,23 +280,35 @@ def _print_op_profile(console: Any, ops: dict) -> None:
     console.print(table)
 
 
-def _print_dry_run(plan: RunPlan, settings: dict, options: ThroughputOptions, as_json: bool) -> None:
+def _print_dry_run(plan: RunPlan, settings: dict, options: ThroughputOptions, as_json: bool,
+                   baseline: RunPlan | None = None) -> None:
     from harness.run.progress import RunDisplay
 
     rows = describe_plan(plan)
     rows += [
-        ("training step", f"{settings['path']} ({'one XLA program per step' if settings['path'] == 'fused' else 'per-replica gradients, all-reduce, Adam via merge_call'})"),
+        ("training step", f"{settings['path']} ({_step_shape(settings)})"),
+        ("matrix products", settings["matmuls"]),
         ("optimizer implementation", settings["optimizer_impl"]),
         ("first MLP layer", "split: user and item halves once per distinct row (training), per user and per catalogue item (eval)"),
         ("eval ranking", "sort-free rank of the true item; output layer in float32"),
         ("loss scaling", settings["loss_scale"] or "none"),
         ("would measure", f"{options.steps} training steps, {options.eval_sample:,} eval users"
-                          + (", ablation" if options.ablation else "") + (", TF Model Garden peer" if options.peer else "")),
+                          + (", ablation" if options.ablation else "") + (", TF Model Garden peer" if options.peer else "")
+                          + (f", against {baseline.system} in {BASELINE_ROUNDS} interleaved rounds" if baseline else "")),
     ]
     if plan.device != "cpu":
         rows.append(("note", f"needs {plan.num_replicas} {plan.device.upper()} replica(s): measurable only where that "
                              "hardware is present"))
     if as_json:
-        print(json.dumps({"plan": plan.to_dict(), "trainer": settings}, indent=2, default=str))
+        extra = {"baseline": baseline.to_dict()} if baseline else {}
+        print(json.dumps({"plan": plan.to_dict(), "trainer": settings, **extra}, indent=2, default=str))
         return
     RunDisplay().plan(rows, title="throughput plan (dry run)")
+
+
+def _step_shape(settings: dict) -> str:
+    if settings["path"] != "fused":
+        return "per-replica gradients, all-reduce, Adam via merge_call"
+    if settings["matmuls"].startswith("TensorFlow (oneDNN)"):
+        return "XLA programs for the rows read and the update, the products between them as TensorFlow ops"
+    return "one XLA program per step"

@@ -22,6 +22,7 @@ import platform
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -185,6 +186,52 @@ def detected_description_values(host: dict[str, Any], num_hosts: int = 1) -> dic
         "operating_system": host["os"],
         "other_software_stack": ", ".join(stack),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# bf16 instructions (no TensorFlow)
+
+# cpuinfo flag -> the name a message uses. Without one of them a CPU only emulates bf16 products
+# (widening to fp32), which runs slower than fp32 itself (docs/performance.md, "bf16 on CPUs").
+BF16_INSTRUCTIONS = {"avx512_bf16": "AVX512_BF16", "amx_bf16": "AMX-BF16"}
+ALLOW_EMULATED_BF16_FLAG = "--allow-emulated-bf16"
+
+
+@dataclass(frozen=True)
+class Bf16Verdict:
+    """Whether a plan may run bf16 compute on this CPU: the gate's answer, for the plan and the run."""
+
+    needed: bool                 # bf16 compute (mixed_bfloat16) on a CPU device
+    cpu: str                     # the CPU's model name, as a message names it
+    present: tuple[str, ...]     # bf16 instruction sets found (BF16_INSTRUCTIONS' names)
+    allowed: bool                # --allow-emulated-bf16 given
+
+    @property
+    def passes(self) -> bool:
+        return not self.needed or bool(self.present) or self.allowed
+
+    def describe(self) -> str:
+        """One line for the plan (`--dry-run` shows it)."""
+        if not self.needed:
+            return "not needed (no bf16 compute on a CPU)"
+        if self.present:
+            return f"passes: this {self.cpu} has {' and '.join(self.present)}"
+        state = f"allowed by {ALLOW_EMULATED_BF16_FLAG}" if self.allowed else "refuses"
+        return f"{state}: this {self.cpu} has neither AVX512_BF16 nor AMX-BF16, so bf16 is emulated"
+
+    def refusal(self, system: str) -> str:
+        """The UserError sentence when the gate does not pass."""
+        return (f"profile {system} needs a CPU with AVX512_BF16 or AMX-BF16 (this {self.cpu} has neither; "
+                f"emulated bf16 is slower than fp32): pass {ALLOW_EMULATED_BF16_FLAG} to run it anyway.")
+
+
+def bf16_verdict(precision: str, device: str, allow_emulated: bool,
+                 cpuinfo: dict[str, Any] | None = None) -> Bf16Verdict:
+    """The bf16 gate for a plan, from /proc/cpuinfo (or `cpuinfo`, as `_cpuinfo` returns it)."""
+    info = _cpuinfo() if cpuinfo is None else cpuinfo
+    cpu = info["model"] or platform.processor() or "CPU"
+    present = tuple(name for flag, name in BF16_INSTRUCTIONS.items() if flag in info["flags"])
+    return Bf16Verdict(precision == "mixed_bfloat16" and device == "cpu", cpu, present, bool(allow_emulated))
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ Measures, with warm-up (tracing, XLA compilation, the first steps) excluded:
     backward, optimizer, eval, and input wait (how much longer a step takes when fed by the
     pipeline than when its batch is already in memory), plus the cost of generating the next
     epoch's negatives while training (the runner overlaps them);
-  * this machine's fp32 matmul rate (a large tf.matmul) in the same invocation, and the ratio of
-    the work done (counted as the reference model's FLOPs, docs/reference-facts.md §4) to it.
+  * this machine's fp32 and bf16 matmul rates (a large tf.matmul, TensorFlow's own kernels) in the
+    same invocation, and the ratio of the work done (counted as the reference model's FLOPs,
+    docs/reference-facts.md §4) to the rate of the profile's own precision.
 Optional: `--ablation` times the plain reference path and each fast path switched on in turn;
 `--peer` runs the TF Model Garden NCF peer (harness.measure.peer, in a venv of its own built on
 first use) at the same batch size and XLA setting between two measurements of ours and reports
-the ratio; `--peer-rounds N` takes N turns (ours, peer, ours, peer, ..., ours) and reports each
+the ratio; `--baseline SYSTEM` times this profile and another (e.g. cpu-bf16 against cpu) in
+interleaved rounds and reports the medians of the per-round ratios; `--peer-rounds N` takes N turns (ours, peer, ours, peer, ..., ours) and reports each
 peer run against the two measurements of ours around it, and the median of those ratios: the
 peer's rate and ours drift independently by ±15% between minutes here, so one turn says as much
 about the minute as about the software. Performance claims are ratios against
@@ -25,6 +27,7 @@ harness.measure.time_split, the timed training steps harness.measure.training_ra
 """
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import threading
@@ -57,14 +60,23 @@ class ThroughputOptions:
     check_eval: bool = False
     wait_quiet: int = 0                   # seconds to wait for a quiet machine first
     op_profile: bool = False
+    baseline: tuple[Any, Any] | None = None   # (plan, profile) of --baseline SYSTEM
 
 
-def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of a size x size x size tf.matmul (the machine's practical peak)."""
+BF16_TARGETS = {"training": 1.4, "eval": 1.3}   # issue 26: cpu-bf16 against cpu on a CPU with bf16 instructions
+BASELINE_ROUNDS = 5
+
+
+def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5, dtype: str = "float32") -> float:
+    """Best GFLOP/s of a size x size x size tf.matmul in `dtype` (the machine's practical peak).
+
+    TensorFlow's own kernels (no XLA), which is where bf16 products use a CPU's bf16 instructions
+    (harness.train.fast.choice, tf_matmuls); on a CPU without them bf16 is emulated.
+    """
     import tensorflow as tf
 
-    a = tf.random.stateless_uniform([size, size], seed=(1, 2))
-    b = tf.random.stateless_uniform([size, size], seed=(3, 4))
+    a = tf.cast(tf.random.stateless_uniform([size, size], seed=(1, 2)), dtype)
+    b = tf.cast(tf.random.stateless_uniform([size, size], seed=(3, 4)), dtype)
     matmul = tf.function(tf.matmul)
     matmul(a, b).numpy()
     best = float("inf")
@@ -89,6 +101,9 @@ def measure_ops(session: Session, trainer: Any, arrays: tuple) -> dict:
 
     if not trainer.fused:
         return {"available": False, "reason": "the training step is not one XLA program here (distributed path)"}
+    if trainer.paths.tf_matmuls:
+        return {"available": False, "reason": "the training step is not one XLA program here (bf16 products as "
+                                              "TensorFlow ops)"}
     batch = next(iter(session.train_dataset(arrays, 1, trainer)))
     return profile_step(trainer.compiled_step(session.plan.batch_size // session.topology.num_replicas), batch)
 
@@ -211,10 +226,9 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
     +-10% within minutes) then moves a variant and its baseline alike instead of showing up as
     a difference between fast paths measured minutes apart.
     """
-    per_call = session.plan.steps_per_call
     chunk = max(1, steps // rounds)
     rows: list[dict] = []
-    live: list[tuple[dict, Any, Any]] = []     # (row, trainer, training iterator)
+    live: list[tuple[dict, Session, Any, Any]] = []     # (row, session, trainer, training iterator)
     for label, paths in ABLATION:
         if not session.plan.xla and paths.fused_step:
             continue
@@ -223,33 +237,95 @@ def measure_ablation(session: Session, arrays: tuple, steps: int, eval_users: in
         except ValueError as exc:   # e.g. lazy Adam where no fused step exists
             rows.append({"variant": label, "skipped": str(exc)})
             continue
-        iterator = iter(session.train_dataset(arrays, 2 * per_call + rounds * chunk, trainer))
-        warm_up(trainer, iterator, per_call)
-        row = {"variant": label, "trainer": trainer.describe(), "rounds": []}
+        row = {"variant": label}
         rows.append(row)
-        live.append((row, trainer, iterator))
+        live.append(_contender(row, session, trainer, arrays, rounds * chunk))
+    _interleaved_rounds(live, rounds, chunk, eval_users)
+    if live and live[0][0]["variant"] == ABLATION[0][0]:   # ratios need the reference path itself
+        base = live[0][0]["rounds"]
+        for row, *_ in live:
+            row["training_x_reference"], row["eval_x_reference"] = _median_ratios(row["rounds"], base)
+    del live
+    gc.collect()
+    return rows
+
+
+def _contender(row: dict, session: Session, trainer: Any, arrays: tuple, steps: int) -> tuple[dict, Session, Any, Any]:
+    """A trainer ready for timed rounds: its iterator over `steps` batches (after the warm-up) and row."""
+    per_call = session.plan.steps_per_call
+    iterator = iter(session.train_dataset(arrays, 2 * per_call + steps, trainer))
+    warm_up(trainer, iterator, per_call)
+    row.update(trainer=trainer.describe(), rounds=[])
+    return row, session, trainer, iterator
+
+
+def _interleaved_rounds(live: list[tuple[dict, Session, Any, Any]], rounds: int, chunk: int, eval_users: int) -> None:
+    """Time every contender once per round (`chunk` steps and one eval of `eval_users` users), then
+    each row's medians over rounds (and mean foreign cores)."""
     for _ in range(rounds):
-        for row, trainer, iterator in live:
-            rate = time_steps(trainer, iterator, chunk, session.plan.batch_size, per_call)
+        for row, session, trainer, iterator in live:
+            rate = time_steps(trainer, iterator, chunk, session.plan.batch_size, session.plan.steps_per_call)
             ev = measure_eval(session, trainer, eval_users)
             row["rounds"].append({"examples_per_s": rate.examples_per_s, "pairs_per_s": ev["pairs_per_s"],
                                   "train_foreign_cores": rate.timing.foreign_cores,
                                   "eval_foreign_cores": ev["timing"].foreign_cores, "hit_rate": ev["hit_rate"]})
-    for row, _, _ in live:
+    for row, *_ in live:
         done = row["rounds"]
         for key in ("examples_per_s", "pairs_per_s"):
             row[key] = float(np.median([r[key] for r in done]))
         for key in ("train_foreign_cores", "eval_foreign_cores"):
             row[key] = float(np.mean([r[key] or 0.0 for r in done]))
         row["hit_rate"] = done[-1]["hit_rate"]
-    if live and live[0][0]["variant"] == ABLATION[0][0]:   # ratios need the reference path itself
-        base = live[0][0]["rounds"]
-        for row, _, _ in live:
-            for key, name in (("examples_per_s", "training_x_reference"), ("pairs_per_s", "eval_x_reference")):
-                row[name] = float(np.median([r[key] / b[key] for r, b in zip(row["rounds"], base)]))
+
+
+def _median_ratios(rounds: list[dict], base: list[dict]) -> tuple[float, float]:
+    """(training, eval): medians of the per-round ratios of `rounds` to `base`, round by round."""
+    return tuple(float(np.median([r[key] / b[key] for r, b in zip(rounds, base)]))   # type: ignore[return-value]
+                 for key in ("examples_per_s", "pairs_per_s"))
+
+
+def measure_baseline(session: Session, arrays: tuple, steps: int, eval_users: int, plan: Any, profile: Any,
+                     rounds: int = BASELINE_ROUNDS) -> dict:
+    """This profile against the baseline profile (`plan`, `profile`) in `rounds` interleaved rounds.
+
+    Both train on the same epoch's examples and evaluate the same users, with the same data and
+    strategy (the command checks that the baseline runs on the same devices); the ratios are
+    medians of the per-round ratios, as in the ablation. With bf16 compute on either side, the
+    report says whether this CPU has bf16 instructions: without them bf16 is emulated and the
+    ratios say nothing about the targets (BF16_TARGETS), which are for CPUs that have them.
+    """
+    from harness.distribute.hardware import bf16_verdict, host_info
+
+    chunk = max(2, steps // 2)
+    base_session = _sharing(session, plan, profile)
+    live = [_contender({"system": s.plan.system, "precision": s.plan.precision}, s, s.trainer(), arrays,
+                       rounds * chunk) for s in (session, base_session)]
+    _interleaved_rounds(live, rounds, chunk, eval_users)
+    ours, theirs = live[0][0], live[1][0]
+    training, evaluation = _median_ratios(ours["rounds"], theirs["rounds"])
+    verdicts = [bf16_verdict(s.plan.precision, s.plan.device, True) for s in (session, base_session)]
+    bf16 = any(v.needed for v in verdicts)
+    emulated = bf16 and not verdicts[0].present
     del live
     gc.collect()
-    return rows
+    return {"ours": ours, "baseline": theirs, "rounds": rounds, "steps_per_round": chunk,
+            "training_ratio": training, "eval_ratio": evaluation, "cpu": verdicts[0].cpu,
+            "cpu_flags": host_info()["cpu_isa"], "bf16_instructions": list(verdicts[0].present),
+            "targets": BF16_TARGETS if bf16 else None, "meaningful_for_targets": bf16 and not emulated,
+            "note": (f"this {verdicts[0].cpu} has neither AVX512_BF16 nor AMX-BF16: bf16 is emulated, so these "
+                     "ratios are not meaningful for the targets" if emulated else None)}
+
+
+def _sharing(session: Session, plan: Any, profile: Any) -> Session:
+    """A Session of another profile on `session`'s data, strategy, seed and eval set."""
+    from harness.run.progress import RunDisplay
+    from harness.run.runner import BenchmarkSession
+
+    other = copy.copy(session)
+    other.plan = plan
+    other.bench = BenchmarkSession(plan, profile, RunDisplay(quiet=True))
+    other.bench.data, other.bench.strategy, other.bench.topology = session.data, session.strategy, session.topology
+    return other
 
 
 def measure(plan: Any, profile: Any, options: ThroughputOptions) -> dict:
@@ -266,6 +342,7 @@ def measure(plan: Any, profile: Any, options: ThroughputOptions) -> dict:
     session = Session(plan, profile)
     data = session.data
     report["matmul_gflops"] = matmul_gflops()   # the session built the sampling tables
+    report["matmul_gflops_bf16"] = matmul_gflops(dtype="bfloat16")
     with Stopwatch() as watch:
         arrays = session.epoch(1)
     report["negatives_and_shuffle_first_epoch"] = watch.timing   # into fresh memory (runs now pre-fault theirs)
@@ -294,6 +371,8 @@ def measure(plan: Any, profile: Any, options: ThroughputOptions) -> dict:
     gc.collect()
     if options.ablation:
         report["ablation"] = measure_ablation(session, arrays, max(ABLATION_ROUNDS, steps), min(options.eval_sample, 4000))
+    if options.baseline:
+        report["baseline"] = measure_baseline(session, arrays, steps, min(options.eval_sample, 4000), *options.baseline)
     _derive(report, plan, data, constants.EVAL_ROW)
     return report
 
@@ -303,7 +382,8 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
     macs = reference_macs_per_pair(plan.mf_dim, plan.layers)
     train_rate = float(np.mean([r.examples_per_s for r in report["training"]]))
     eval_rate = report["eval"]["pairs_per_s"]
-    gflops = report["matmul_gflops"]
+    bf16 = plan.precision == "mixed_bfloat16"   # the work rate against the rate of the profile's own precision
+    gflops = report["matmul_gflops_bf16"] if bf16 else report["matmul_gflops"]
     examples = len(data.train_users) * (1 + plan.num_neg)
     steps = -(-examples // plan.batch_size)
     split = report["split"]
@@ -333,6 +413,7 @@ def _derive(report: dict, plan: Any, data: Any, eval_row: int) -> None:
         "training_vs_matmul": train_rate * 6 * macs / 1e9 / gflops,
         "eval_reference_gflops": eval_rate * 2 * macs / 1e9,
         "eval_vs_matmul": eval_rate * 2 * macs / 1e9 / gflops,
+        "matmul_dtype": "bfloat16" if bf16 else "float32",   # the rate the two above divide by
     }
     if "peer" in report:
         report["ratios"].update(peer_ratios([r.examples_per_s for r in report["training"]],

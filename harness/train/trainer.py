@@ -24,7 +24,11 @@ round trip per step. Eval returns per-replica sums of hits, NDCG and row weights
 SUM, so sharded eval gives the single-device HR and NDCG exactly.
 
 float16 compute (mixed_float16) gets dynamic loss scaling (harness.train.fast.loss_scale);
-bfloat16 and float32 need none.
+bfloat16 and float32 need none. Whatever the compute dtype, variables and Adam's moments are
+float32, the loss is float32, and every eval path computes the output layer in float32. bfloat16
+on a CPU runs its matrix products as TensorFlow ops rather than inside XLA (`paths.tf_matmuls`,
+harness.train.fast.choice says why): the gradient function and eval run uncompiled there, and the
+fused step compiles only the rows it reads and the update.
 
 Reading order: the state (`__init__`), `train_steps` and the distributed step, `evaluate`.
 """
@@ -38,11 +42,11 @@ import numpy as np
 import tensorflow as tf
 
 from harness.train.fast.capacity import DistinctRowCapacity
-from harness.train.fast.choice import AUTO, FastPaths, loss_scaling_for
-from harness.train.fast.fast_eval import catalogue_parts, eval_sums
+from harness.train.fast.choice import AUTO, FastPaths, loss_scaling_for, tf_matmuls_apply
+from harness.train.fast.fast_eval import catalogue_parts, eval_sums, model_logits_fp32
 from harness.train.fast.fused_step import FusedStep
 from harness.train.fast.loss_scale import DynamicLossScale
-from harness.train.fast.split_mlp import split_logits_from_tables
+from harness.train.fast.split_mlp import part_for, split_logits_from_tables
 from harness.train.state import TrainState, summed_loss
 from reference import constants
 from reference.metrics import compute_top_k_and_ndcg
@@ -95,7 +99,9 @@ class Trainer:
         self.match_mlperf = match_mlperf
         self.xla = bool(xla)
         regularised = model.mf_regularization != 0.0
-        self.paths = paths.applied(self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy), regularised)
+        bf16_on_cpu = tf_matmuls_apply(model.compute_dtype.name, _device_kind(model))
+        self.paths = paths.applied(self.xla, strategy.num_replicas_in_sync, _is_tpu(strategy), regularised,
+                                   bf16_on_cpu=bf16_on_cpu)
         if loss_scale == AUTO:
             loss_scale = loss_scaling_for("mixed_float16" if model.compute_dtype == tf.float16 else "")
         if loss_scale not in (None, "dynamic"):
@@ -105,7 +111,9 @@ class Trainer:
             self.state = TrainState.create(model, adam, scale)
             self.capacity = DistinctRowCapacity(model, row_frequencies)
             self.fused_step = FusedStep(self.state, self.paths, self.capacity) if self.paths.fused_step else None
-        jit = functools.partial(tf.function, jit_compile=True) if self.xla else (lambda f: f)
+        compiled = self.xla and not self.paths.tf_matmuls   # tf_matmuls: the products as TensorFlow ops
+        jit = functools.partial(tf.function, jit_compile=True) if compiled else (lambda f: f)
+        self._part = part_for(self.paths.tf_matmuls)   # the work around the products (split_mlp.Part)
         self._gradients = jit(self._gradients_impl)
         self._train_loop = tf.function(self._train_steps)
         self._eval_sums = jit(self._eval_sums_impl)
@@ -201,7 +209,8 @@ class Trainer:
         batch = users.shape[0]
         with tf.GradientTape() as tape:
             if self.paths.split_first_layer and batch is not None:
-                logits = split_logits_from_tables(self.model, users, items, self.capacity.plans(batch, full=True))
+                logits = split_logits_from_tables(self.model, users, items, self.capacity.plans(batch, full=True),
+                                                  part=self._part)
             else:
                 logits = self.model(users, items)
             loss = summed_loss(logits, labels, valid, global_count)
@@ -252,10 +261,10 @@ class Trainer:
     # -- evaluation -------------------------------------------------------------------------
     def _eval_sums_impl(self, users, items, dup_mask, catalogue=None):
         if catalogue is not None:
-            return eval_sums(self.model, users, items, dup_mask, catalogue, self.match_mlperf)
+            return eval_sums(self.model, users, items, dup_mask, catalogue, self.match_mlperf, self._part)
         row = constants.EVAL_ROW
         flat_users = tf.repeat(users, row)
-        logits = self.model(flat_users, tf.reshape(items, [-1]))
+        logits = model_logits_fp32(self.model, flat_users, tf.reshape(items, [-1]))
         in_top_k, ndcg, weights, _ = compute_top_k_and_ndcg(
             logits, tf.reshape(dup_mask, [-1]), match_mlperf=self.match_mlperf)
         w = tf.cast(weights, tf.float32)
@@ -302,3 +311,9 @@ def _as_true(op) -> tf.Tensor:
 
 def _is_tpu(strategy: tf.distribute.Strategy) -> bool:
     return "TPU" in type(strategy).__name__
+
+
+def _device_kind(model: NeuMF) -> str:
+    """"cpu", "gpu" or "tpu": where the model's variables live (a replicated variable: its first copy)."""
+    name = tf.DeviceSpec.from_string(model.embedding_user.device).device_type or "CPU"
+    return name.lower()

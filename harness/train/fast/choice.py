@@ -24,6 +24,19 @@ prints them for profiles whose hardware is not present (GPU, TPU), so both alway
   the step (harness.train.input_pipeline.order_by_user), so the step's per-user gathers and gradient sums
   read memory in order. The batches are the same; only float rounding changes.
 - Loss scaling: dynamic for float16 compute (mixed_float16); none for float32 and bfloat16.
+- Matrix products outside XLA (`tf_matmuls`): for bfloat16 compute on a CPU, the products (and
+  the forward and backward pass around them) run as TensorFlow ops, whose oneDNN kernels use the
+  CPU's bf16 instructions, while the rows a step reads and the Adam update stay XLA programs, and
+  eval runs uncompiled (its per-pair elementwise work again an XLA program). Why: XLA's CPU
+  backend widens bf16 products to fp32 (its optimized HLO converts both operands first; issue 26,
+  on an AVX512_BF16 Zen 4, 3072^3: XLA bf16 203 GFLOP/s against fp32 207, TensorFlow's own kernels
+  bf16 408 against fp32 216), and XLA's oneDNN dot fusion (`--xla_cpu_use_onednn`) widened them
+  too on the AVX2 AMD EPYC (its XLA source keeps bf16 only with avx512bf16, not checkable here).
+  Taking the products out of XLA costs little in fp32 (on the AVX2 AMD EPYC, batch 98,304: the
+  tower's forward and backward as TensorFlow ops 1.04-1.12x XLA's speed, the whole split step
+  0.94-0.98x the all-XLA step and its eval 1.00-1.04x), so what bf16 kernels gain is nearly what
+  the step gains. On a CPU without bf16 instructions bf16 is only emulated (slower than fp32);
+  the `cpu-bf16` profile's hardware gate refuses to run there unless told to (docs/performance.md).
 
 `FastPaths` holds the Trainer's switches: `FastPaths()` is the default choice,
 `FastPaths.reference()` the plain path every fast path is compared with, and `applied` turns a
@@ -164,6 +177,16 @@ def optimizer_impl_for(optimizer_name: str) -> str:
     return LAZY_ADAM if optimizer_name == LAZY_ADAM else AUTO
 
 
+def compute_dtype_for(precision: str) -> str:
+    """The model's compute dtype for a profile precision ("float32", "float16" or "bfloat16")."""
+    return {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(precision, "float32")
+
+
+def tf_matmuls_apply(compute_dtype: str, device: str) -> bool:
+    """Whether matrix products leave XLA for TensorFlow's kernels: bfloat16 compute on a CPU (module docstring)."""
+    return compute_dtype == "bfloat16" and device == "cpu"
+
+
 def loss_scaling_for(precision: str) -> str | None:
     """"dynamic" for mixed_float16 (float16 gradients underflow without it), else None."""
     return "dynamic" if precision == "mixed_float16" else None
@@ -182,36 +205,52 @@ class FastPaths:
     fast_eval: bool = True           # eval: split first layer and the sort-free rank
     optimizer_impl: str = AUTO       # DENSE, LAZY_EXACT, LAZY_ADAM or AUTO
     user_order: bool = True          # training batches sorted by user (fused step only)
+    tf_matmuls: bool = True          # bf16 on CPU: products as TensorFlow (oneDNN) ops, not inside XLA
 
     @classmethod
     def reference(cls) -> FastPaths:
         """The plain path: the distributed step, the model's own forward, dense Adam, the argsort eval."""
         return cls(fused_step=False, split_first_layer=False, fast_eval=False, optimizer_impl=DENSE,
-                   user_order=False)
+                   user_order=False, tf_matmuls=False)
 
     @classmethod
     def for_optimizer(cls, optimizer_name: str) -> FastPaths:
         """The default choice for a profile's optimizer name ("adam" or "lazy_adam")."""
         return cls(optimizer_impl=optimizer_impl_for(optimizer_name))
 
-    def applied(self, xla: bool, num_replicas: int, tpu: bool, regularised: bool) -> FastPaths:
+    def applied(self, xla: bool, num_replicas: int, tpu: bool, regularised: bool,
+                bf16_on_cpu: bool = False) -> FastPaths:
         """The switches as they take effect: the fused step (and with it user order) only where it
-        applies, the optimizer resolved ("auto" is dense). Raises ValueError as `choose_optimizer_impl`."""
+        applies, the optimizer resolved ("auto" is dense), products outside XLA only for bfloat16
+        on a CPU with XLA on (`tf_matmuls_apply`). Raises ValueError as `choose_optimizer_impl`."""
         fused = self.fused_step and fused_step_applies(xla, num_replicas, tpu, regularised)
         return replace(self, fused_step=fused, user_order=fused and self.user_order,
-                       optimizer_impl=choose_optimizer_impl(self.optimizer_impl, fused, regularised))
+                       optimizer_impl=choose_optimizer_impl(self.optimizer_impl, fused, regularised),
+                       tf_matmuls=self.tf_matmuls and bool(xla) and bf16_on_cpu)
 
     def settings(self, xla: bool, loss_scale: str | None, compute_dtype: str) -> dict:
-        """What runs, as `Trainer.describe()` reports it (call on `applied` switches)."""
+        """What runs, as `Trainer.describe()` reports it (call on `applied` switches).
+
+        Every eval path computes the output layer in float32 (low-precision logits tie; see
+        reference/metrics.py), so `eval_output_layer` is always "float32".
+        """
         return {"path": "fused" if self.fused_step else "distributed", "xla": bool(xla),
                 "optimizer_impl": self.optimizer_impl, "split_first_layer": self.split_first_layer,
                 "user_ordered_batches": self.user_order, "fast_eval": self.fast_eval, "loss_scale": loss_scale,
-                "eval_output_layer": "float32" if self.fast_eval else compute_dtype}
+                "compute_dtype": compute_dtype, "matmuls": _matmul_kernels(self.tf_matmuls, xla),
+                "eval_output_layer": "float32"}
+
+
+def _matmul_kernels(tf_matmuls: bool, xla: bool) -> str:
+    if tf_matmuls:
+        return "TensorFlow (oneDNN) ops between XLA programs"
+    return "XLA" if xla else "TensorFlow ops"
 
 
 def planned_settings(xla: bool, num_replicas: int, device: str, precision: str, optimizer_name: str,
                      regularised: bool = False) -> dict:
     """What the Trainer will run for a plan, as `Trainer.describe()` reports it (no TensorFlow)."""
-    paths = FastPaths.for_optimizer(optimizer_name).applied(xla, num_replicas, device == "tpu", regularised)
-    compute_dtype = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(precision, "float32")
+    compute_dtype = compute_dtype_for(precision)
+    paths = FastPaths.for_optimizer(optimizer_name).applied(xla, num_replicas, device == "tpu", regularised,
+                                                            bf16_on_cpu=tf_matmuls_apply(compute_dtype, device))
     return paths.settings(xla, loss_scaling_for(precision), compute_dtype)

@@ -18,16 +18,19 @@ and trained models and bounds the logit difference.
 
 Mixed precision: the network runs in the model's compute dtype up to the last hidden layer; the
 output layer always runs in float32 (float16/bfloat16 logits would create ties that count
-against the true item; see reference/metrics.py).
+against the true item; see reference/metrics.py), here and on the plain eval path
+(`model_logits_fp32`).
 """
 from __future__ import annotations
+
+from typing import Any
 
 import tensorflow as tf
 
 from reference import constants
 from reference.metrics import hit_and_ndcg_sums
 from reference.model import NeuMF
-from harness.train.fast.split_mlp import first_layer_halves, half_activation
+from harness.train.fast.split_mlp import Part, first_layer_halves, half_activation, inline
 
 
 def catalogue_parts(model: NeuMF) -> tuple[tf.Tensor, tf.Tensor]:
@@ -46,27 +49,62 @@ def output_logit_fp32(model: NeuMF, mf_vector: tf.Tensor, mlp_vector: tf.Tensor)
     return tf.reshape(tf.matmul(x, model.output_kernel) + model.output_bias, [-1])
 
 
+class _Fp32OutputLayer:
+    """The model with its output layer replaced by `output_logit_fp32`, for `NeuMF.__call__`."""
+
+    def __init__(self, model: NeuMF) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def output_logit(self, mf_vector: tf.Tensor, mlp_vector: tf.Tensor) -> tf.Tensor:
+        return output_logit_fp32(self._model, mf_vector, mlp_vector)
+
+
+def model_logits_fp32(model: NeuMF, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+    """The model's own forward pass (the plain eval path) with the output layer in float32.
+
+    The reference model casts a low-precision output layer's logits to float32 afterwards, which
+    keeps the ties rounding made; eval must not rank those (reference/metrics.py). Identical to
+    `model(users, items)` for a float32 model.
+    """
+    return NeuMF.__call__(_Fp32OutputLayer(model), users, items)
+
+
+def _pair_inputs(user_half: tf.Tensor, user_mf: tf.Tensor, item_half: tf.Tensor, item_mf: tf.Tensor,
+                 items: tf.Tensor, bias: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(first layer's activation [n * 1000, L1], GMF vector [n * 1000, mf]) of every candidate pair:
+    the gathers and elementwise work between the per-user / per-item products and the tower."""
+    preact = user_half[:, tf.newaxis, :] + tf.gather(item_half, items)        # [n, 1000, L1]
+    preact = preact + bias
+    mf_vector = user_mf[:, tf.newaxis, :] * tf.gather(item_mf, items)          # [n, 1000, mf]
+    return (tf.nn.relu(tf.reshape(preact, [-1, preact.shape[-1]])),
+            tf.reshape(mf_vector, [-1, mf_vector.shape[-1]]))
+
+
 def eval_logits(model: NeuMF, users: tf.Tensor, items: tf.Tensor,
-                catalogue: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-    """float32 [n * 1000] logits for users [n] against their candidate rows items [n, 1000]."""
+                catalogue: tuple[tf.Tensor, tf.Tensor], part: Part = inline) -> tf.Tensor:
+    """float32 [n * 1000] logits for users [n] against their candidate rows items [n, 1000].
+
+    `part` runs the per-pair gathers and elementwise work (split_mlp.Part: as an XLA program of
+    its own when the products run as TensorFlow ops, bfloat16 on a CPU).
+    """
     item_mf, item_half = catalogue
     dtype = model.compute_dtype
     user_kernel, _ = first_layer_halves(model)
     user_rows = tf.gather(model.embedding_user, users)
     user_half = half_activation(model, user_rows, user_kernel)                # [n, L1], once per user
-    preact = user_half[:, tf.newaxis, :] + tf.gather(item_half, items)        # [n, 1000, L1]
-    preact = preact + tf.cast(model.mlp_biases[0], dtype)
     user_mf = tf.cast(user_rows[:, : model.mf_dim], dtype)
-    mf_vector = user_mf[:, tf.newaxis, :] * tf.gather(item_mf, items)          # [n, 1000, mf]
-    width = preact.shape[-1]
-    mlp_vector = model.mlp_tower(tf.reshape(preact, [-1, width]))
-    return output_logit_fp32(model, tf.reshape(mf_vector, [-1, model.mf_dim]), mlp_vector)
+    hidden, mf_vector = part(_pair_inputs)(user_half, user_mf, item_half, item_mf, items,
+                                           tf.cast(model.mlp_biases[0], dtype))
+    return output_logit_fp32(model, mf_vector, model.upper_layers(hidden))
 
 
 def eval_sums(model: NeuMF, users: tf.Tensor, items: tf.Tensor, dup_mask: tf.Tensor,
-              catalogue: tuple[tf.Tensor, tf.Tensor], match_mlperf: bool) -> tf.Tensor:
+              catalogue: tuple[tf.Tensor, tf.Tensor], match_mlperf: bool, part: Part = inline) -> tf.Tensor:
     """float32 [3]: (hits, NDCG sum, real rows) of one batch; padding rows count nothing."""
-    logits = eval_logits(model, users, items, catalogue)
+    logits = eval_logits(model, users, items, catalogue, part)
     hits, ndcg_sum, real = hit_and_ndcg_sums(
         tf.reshape(logits, [-1, constants.EVAL_ROW]), tf.reshape(dup_mask, [-1, constants.EVAL_ROW]),
         match_mlperf=match_mlperf)

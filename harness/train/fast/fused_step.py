@@ -16,11 +16,19 @@ after the runner's warm-up (test_split_fused_step_after_runner_warm_up_equals_re
 unordered batches, the model's own forward pass (test_lazy_exact_equals_reference_dense_adam), a
 capacity plan far too small (test_too_small_capacity_plan_falls_back_exactly);
 tests/train/test_fast_loss_scale.py runs it in float16.
+
+bfloat16 on a CPU (`paths.tf_matmuls`; harness.train.fast.choice says why): the step is not one XLA
+program but three parts, the rows read and the update each compiled by XLA and the forward and
+backward pass between them run as TensorFlow ops, whose oneDNN kernels use the CPU's bf16
+instructions where XLA widens bf16 products to fp32; the gathers and elementwise work around the
+products are XLA programs of their own too (split_mlp.Part), forward and gradient (as TensorFlow
+ops the first layer's activation took 2.4-2.7x XLA's time, and the split step ran at 0.72x the
+all-XLA step in fp32 instead of 0.94-0.98x). tests/train/test_bf16.py checks it against the plain path.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import tensorflow as tf
 
@@ -28,7 +36,8 @@ from harness.train.fast import lazy_adam
 from harness.train.fast.capacity import SIDES, DistinctRowCapacity, Plans
 from harness.train.fast.choice import ALL_ROWS, LAZY_EXACT, FastPaths, SidePlan, lazy_table
 from harness.train.fast.loss_scale import DynamicLossScale
-from harness.train.fast.split_mlp import RowBlocks, distinct_rows_and_slots, joined_rows, row_blocks, split_logits
+from harness.train.fast.split_mlp import (RowBlocks, distinct_rows_and_slots, joined_rows, part_for, row_blocks,
+                                          split_logits)
 from harness.train.state import TrainState, summed_loss
 from reference.model import NeuMF
 from reference.optimizer import apply_adam, bias_corrections
@@ -45,9 +54,11 @@ class _Side:
     clock: tf.Variable | None       # lazy_exact: the step each row was last brought up to
 
 
-@dataclass(frozen=True)
-class _Read:
-    """What a step read of one side's table, and so how that side is updated."""
+class _Read(NamedTuple):
+    """What a step read of one side's table, and so how that side is updated.
+
+    A NamedTuple (not a dataclass) so that a compiled part of the step can return it (tf.nest).
+    """
 
     rows: tf.Tensor                  # [n, width]: the whole table, its distinct rows, or lazy rows (replayed)
     index: tf.Tensor                 # [batch]: each example's position in `rows`
@@ -104,8 +115,13 @@ class FusedStep:
                 # optimized HLO can be asked for (harness.measure.op_profile).
                 return self._step(users, items, labels, valid, plans=plans, update=update)
 
-            self._steps[key] = tf.function(step, jit_compile=True)
+            self._steps[key] = tf.function(step, jit_compile=not self.paths.tf_matmuls)
         return self._steps[key]
+
+    def _part(self, fn: Callable) -> Callable:
+        """`fn` as an XLA program of its own when the step is split around its products (tf_matmuls),
+        else `fn` itself, inside the one XLA program of the step (a split_mlp.Part)."""
+        return part_for(self.paths.tf_matmuls)(fn)
 
     # -- the training loop ------------------------------------------------------------------------
     def train_steps(self, iterator, num_steps) -> tf.Tensor:
@@ -147,7 +163,11 @@ class FusedStep:
         state = self.state
         t = state.step + 1
         sides = self._sides()
-        reads = [self._read(side, ids, plan, t, update) for side, ids, plan in zip(sides, (users, items), plans)]
+
+        def read(users, items, t):
+            return [self._read(side, ids, plan, t, update) for side, ids, plan in zip(sides, (users, items), plans)]
+
+        reads = self._part(read)(users, items, t)
         loss, grads = self._gradients(reads, labels, valid)
         if not update:
             return tf.stack([loss] + [tf.reduce_sum(g) for g in grads])
@@ -155,12 +175,14 @@ class FusedStep:
         if state.loss_scale:
             grads = state.loss_scale.unscale(grads)
             finite = DynamicLossScale.all_finite(grads)
-        row_grads = [tf.concat(grads[2 * i: 2 * i + 2], axis=1) for i in range(len(sides))]   # [n, width]
-        dense_grads = grads[2 * len(sides):]
+
+        def update_all(t, reads, grads):
+            row_grads = [tf.concat(grads[2 * i: 2 * i + 2], axis=1) for i in range(len(sides))]   # [n, width]
+            self._apply(t, sides, reads, row_grads, grads[2 * len(sides):])
+            return tf.constant(True)
 
         def apply():
-            self._apply(t, sides, reads, row_grads, dense_grads)
-            return tf.constant(True)
+            return self._part(update_all)(t, reads, grads)
 
         if state.loss_scale:
             tf.cond(finite, apply, lambda: tf.constant(False))
@@ -210,7 +232,7 @@ class FusedStep:
     def _logits(self, blocks: list[RowBlocks], indices: list[tf.Tensor]) -> tf.Tensor:
         model = self.state.model
         if self.paths.split_first_layer:
-            return split_logits(model, blocks[0], indices[0], blocks[1], indices[1])
+            return split_logits(model, blocks[0], indices[0], blocks[1], indices[1], part=self._part)
         on_rows = _ModelOnRows(model, joined_rows(blocks[0]), joined_rows(blocks[1]))
         return NeuMF.__call__(on_rows, indices[0], indices[1])
 

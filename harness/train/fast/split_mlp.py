@@ -21,12 +21,32 @@ only the speed does (`harness.train.fast.choice.SidePlan`, planned without Tenso
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
 from harness.train.fast.choice import ALL_ROWS, SidePlan
 from reference.model import NeuMF
+
+# How the elementwise parts around the products are run: `inline` (inside whatever compiles the
+# caller), or as XLA programs of their own when the products run as TensorFlow ops (bfloat16 on a
+# CPU, harness.train.fast.choice): a Part wraps a function's forward and its gradient alike.
+Part = Callable[[Callable], Callable]
+
+
+def inline(fn: Callable) -> Callable:
+    """The Part that leaves a function as it is."""
+    return fn
+
+
+def xla_part(fn: Callable) -> Callable:
+    """The Part that compiles a function as an XLA program of its own."""
+    return tf.function(fn, jit_compile=True)
+
+
+def part_for(tf_matmuls: bool) -> Part:
+    """`xla_part` when the products run as TensorFlow ops (FastPaths.tf_matmuls), else `inline`."""
+    return xla_part if tf_matmuls else inline
 
 
 def distinct_count(ids: tf.Tensor, num_rows: int) -> tf.Tensor:
@@ -118,7 +138,7 @@ def half_activation(model: NeuMF, rows: tf.Tensor | RowBlocks, kernel_half: tf.T
 
 
 def first_layer_activation(user_half: tf.Tensor, user_index: tf.Tensor, item_half: tf.Tensor,
-                           item_index: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+                           item_index: tf.Tensor, bias: tf.Tensor, part: Part = inline) -> tf.Tensor:
     """[batch, layers[1]]: ReLU(user_half[user_index] + item_half[item_index] + bias), one pass.
 
     Same values as gathering each half per example, adding the bias and applying ReLU (the
@@ -136,52 +156,95 @@ def first_layer_activation(user_half: tf.Tensor, user_index: tf.Tensor, item_hal
       * the bias gradient is summed over the item half's gradient rows (one per item of the
         batch) instead of over every example: the same sum, grouped differently, so it agrees
         to float rounding only.
-    The distinct-row gradients are the segment sums that autodiff of the gathers would produce.
+    The distinct-row gradients are the segment sums that autodiff of the gathers would produce,
+    summed in float32 whatever the compute dtype (a bfloat16 sum over a user's examples would
+    round at every addition; for float32 the casts are no-ops). `part` runs the forward pass and
+    the gradient (see `Part`).
     """
     num_users, num_items = user_half.shape[0], item_half.shape[0]
 
-    @tf.custom_gradient
-    def activation(users: tf.Tensor, items: tf.Tensor, b: tf.Tensor):
-        def forward() -> tf.Tensor:
+    def forward(users: tf.Tensor, items: tf.Tensor, b: tf.Tensor, user_index: tf.Tensor,
+                item_index: tf.Tensor) -> tf.Tensor:
+        def activation() -> tf.Tensor:
             return tf.nn.relu(tf.gather(users, user_index) + tf.gather(items, item_index) + b)
 
         # Both branches compute the same thing, so the predicate cannot change the result; it
         # only has to be unknown at compile time to keep the conditional (a fusion boundary).
-        out = tf.cond(tf.reduce_min(user_index) >= 0, forward, forward)
+        return tf.cond(tf.reduce_min(user_index) >= 0, activation, activation)
+
+    def backward(upstream: tf.Tensor, out: tf.Tensor, user_index: tf.Tensor, item_index: tf.Tensor):
+        preact_grad = tf.cast(tf.where(out > 0, upstream, tf.zeros_like(upstream)), tf.float32)
+        item_grad = tf.math.unsorted_segment_sum(preact_grad, item_index, num_items)
+        user_grad = tf.math.unsorted_segment_sum(preact_grad, user_index, num_users)
+        return (tf.cast(user_grad, out.dtype), tf.cast(item_grad, out.dtype),
+                tf.cast(tf.reduce_sum(item_grad, axis=0), out.dtype))
+
+    @tf.custom_gradient
+    def activation(users: tf.Tensor, items: tf.Tensor, b: tf.Tensor):
+        out = part(forward)(users, items, b, user_index, item_index)
 
         def gradient(upstream: tf.Tensor):
-            preact_grad = tf.where(out > 0, upstream, tf.zeros_like(upstream))
-            item_grad = tf.math.unsorted_segment_sum(preact_grad, item_index, num_items)
-            return (tf.math.unsorted_segment_sum(preact_grad, user_index, num_users), item_grad,
-                    tf.reduce_sum(item_grad, axis=0))
+            return part(backward)(upstream, out, user_index, item_index)
 
         return out, gradient
 
     return activation(user_half, item_half, bias)
 
 
+def gmf_vector(user_mf: tf.Tensor, user_index: tf.Tensor, item_mf: tf.Tensor, item_index: tf.Tensor,
+               dtype: tf.DType, part: Part = inline) -> tf.Tensor:
+    """[batch, mf_dim] in `dtype`: user_mf[user_index] * item_mf[item_index], the GMF half of NeuMF.
+
+    A hand-written gradient for the same reason as `first_layer_activation`'s: its segment sums
+    run in float32, and `part` can compile forward and gradient as programs of their own (as
+    TensorFlow ops, its bfloat16 forward and backward took 3.1-3.8x XLA's time at batch 98,304 on
+    the AVX2 AMD EPYC of docs/performance.md). The gradients are those of autodiff to float rounding.
+    """
+    num_users, num_items = user_mf.shape[0], item_mf.shape[0]
+
+    def forward(users: tf.Tensor, items: tf.Tensor, user_index: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.gather(users, user_index), dtype) * tf.cast(tf.gather(items, item_index), dtype)
+
+    def backward(upstream: tf.Tensor, users: tf.Tensor, items: tf.Tensor, user_index: tf.Tensor,
+                 item_index: tf.Tensor):
+        wide = tf.cast(upstream, tf.float32)
+        user_rows = tf.cast(tf.cast(tf.gather(users, user_index), dtype), tf.float32)
+        item_rows = tf.cast(tf.cast(tf.gather(items, item_index), dtype), tf.float32)
+        return (tf.cast(tf.math.unsorted_segment_sum(wide * item_rows, user_index, num_users), users.dtype),
+                tf.cast(tf.math.unsorted_segment_sum(wide * user_rows, item_index, num_items), items.dtype))
+
+    @tf.custom_gradient
+    def product(users: tf.Tensor, items: tf.Tensor):
+        def gradient(upstream: tf.Tensor):
+            return part(backward)(upstream, users, items, user_index, item_index)
+
+        return part(forward)(users, items, user_index, item_index), gradient
+
+    return product(user_mf, item_mf)
+
+
 def split_logits(model: NeuMF, user_rows: tf.Tensor | RowBlocks, user_index: tf.Tensor,
-                 item_rows: tf.Tensor | RowBlocks, item_index: tf.Tensor) -> tf.Tensor:
+                 item_rows: tf.Tensor | RowBlocks, item_index: tf.Tensor, part: Part = inline) -> tf.Tensor:
     """Float32 logits [batch] from each side's rows (distinct or whole table) and per-example indices.
 
     user_rows[user_index] are the batch's user embeddings (likewise items), as one tensor or as
     RowBlocks. Each side's half of the first layer is computed once per row of `*_rows`, then
     gathered per example inside `first_layer_activation`; the rest is `NeuMF.__call__` after
-    its first layer's ReLU.
+    its first layer's ReLU. `part` runs the gathers and elementwise work around the products
+    (see `Part`); the products themselves run wherever the caller does.
     """
     dtype = model.compute_dtype
     users, items = row_blocks(model, user_rows), row_blocks(model, item_rows)
     user_kernel, item_kernel = first_layer_halves(model)
     hidden = first_layer_activation(half_activation(model, users, user_kernel), user_index,
                                     half_activation(model, items, item_kernel), item_index,
-                                    tf.cast(model.mlp_biases[0], dtype))
-    mf_vector = (tf.cast(tf.gather(users.mf, user_index), dtype)
-                 * tf.cast(tf.gather(items.mf, item_index), dtype))
+                                    tf.cast(model.mlp_biases[0], dtype), part)
+    mf_vector = gmf_vector(users.mf, user_index, items.mf, item_index, dtype, part)
     return model.output_logit(mf_vector, model.upper_layers(hidden))
 
 
 def split_logits_from_tables(model: NeuMF, users: tf.Tensor, items: tf.Tensor,
-                             plans: tuple[SidePlan, SidePlan]) -> tf.Tensor:
+                             plans: tuple[SidePlan, SidePlan], part: Part = inline) -> tf.Tensor:
     """`split_logits` reading the model's tables per side's plan (whole table, or the batch's distinct
     rows), so that gradients flow to the table variables (the distributed step)."""
     tensors = []
@@ -191,4 +254,4 @@ def split_logits_from_tables(model: NeuMF, users: tf.Tensor, items: tf.Tensor,
         else:
             rows, index = distinct_rows(ids, plan.num_rows, plan.capacity)
             tensors += [tf.gather(table, rows), index]
-    return split_logits(model, *tensors)
+    return split_logits(model, *tensors, part=part)
