@@ -53,6 +53,7 @@ class EpochStats:
     hit_rate: float
     ndcg: float
     loss: float
+    eval_loss: float   # the seed's eval cross-entropy over the whole eval set (reference.metrics.eval_loss)
 
 
 @dataclass
@@ -318,7 +319,8 @@ class BenchmarkSession:
                 log.end(keys.EVAL_STOP, metadata=meta)
                 log.end(keys.BLOCK_STOP, metadata={keys.FIRST_EPOCH_NUM: epoch})
                 stats = EpochStats(epoch, train_s, eval_s, wait, total_examples, total_examples / train_s,
-                                   data.num_users * constants.EVAL_ROW / eval_s, sums.hit_rate, sums.ndcg_mean, loss)
+                                   data.num_users * constants.EVAL_ROW / eval_s, sums.hit_rate, sums.ndcg_mean, loss,
+                                   sums.eval_loss)
                 outcome.epochs.append(stats)
                 progress.board.add(stats)   # after the epoch's and eval's clocks: a queue put, no I/O
                 self.display.epoch_done(stats, plan.target)

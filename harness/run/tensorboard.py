@@ -19,11 +19,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-# (tag, EpochStats field) of every scalar, step = epoch. No eval loss: the eval computes HR@10 and
-# NDCG@10 only (docs/tensorboard.md says why it is left out).
+# (tag, EpochStats field) of every scalar, step = epoch.
 SCALARS = (
     ("eval/hr@10", "hit_rate"),
     ("eval/ndcg@10", "ndcg"),
+    ("eval/loss", "eval_loss"),
     ("train/loss", "loss"),
     ("train/examples_per_s", "examples_per_s"),
     ("time/train_s", "train_s"),      # the epoch's time: epoch_start .. epoch_stop

@@ -49,11 +49,13 @@ from harness.train.fast.loss_scale import DynamicLossScale
 from harness.train.fast.split_mlp import part_for, split_logits_from_tables
 from harness.train.state import TrainState, summed_loss
 from reference import constants
-from reference.metrics import compute_top_k_and_ndcg
+from reference.metrics import compute_top_k_and_ndcg, eval_loss_sums
 from reference.model import NeuMF
 from reference.optimizer import AdamConfig, apply_adam, bias_corrections
 
 SUM = tf.distribute.ReduceOp.SUM
+
+EVAL_SUMS = 5   # hits, NDCG sum, real rows, eval-loss sum, eval-loss weight: one eval batch's statistics
 
 
 @dataclass
@@ -63,6 +65,8 @@ class EvalSums:
     hits: float
     ndcg: float
     weight: float
+    loss_sum: float       # reference.metrics.eval_loss_sums, pooled over batches and replicas
+    loss_weight: float
 
     @property
     def hit_rate(self) -> float:
@@ -71,6 +75,11 @@ class EvalSums:
     @property
     def ndcg_mean(self) -> float:
         return self.ndcg / self.weight if self.weight else 0.0
+
+    @property
+    def eval_loss(self) -> float:
+        """The seed's eval cross-entropy over the whole eval set (0 without real rows)."""
+        return self.loss_sum / self.loss_weight if self.loss_weight else 0.0
 
 
 class Trainer:
@@ -268,7 +277,8 @@ class Trainer:
         in_top_k, ndcg, weights, _ = compute_top_k_and_ndcg(
             logits, tf.reshape(dup_mask, [-1]), match_mlperf=self.match_mlperf)
         w = tf.cast(weights, tf.float32)
-        return tf.stack([tf.reduce_sum(in_top_k * w), tf.reduce_sum(ndcg * w), tf.reduce_sum(w)])
+        loss_sum, loss_weight = eval_loss_sums(logits, tf.reshape(dup_mask, [-1]))
+        return tf.stack([tf.reduce_sum(in_top_k * w), tf.reduce_sum(ndcg * w), tf.reduce_sum(w), loss_sum, loss_weight])
 
     def _on_replica_device(self):
         """Pin a compiled call to this replica's device.
@@ -288,7 +298,7 @@ class Trainer:
 
     def _eval_steps(self, iterator, num_steps):
         catalogue = self.strategy.run(self._replica_catalogue) if self.paths.fast_eval else None
-        total = tf.zeros([3], tf.float64)
+        total = tf.zeros([EVAL_SUMS], tf.float64)
         for _ in tf.range(num_steps):
             users, items, dup_mask = next(iterator)
             args = (users, items, dup_mask) + ((catalogue,) if catalogue is not None else ())
@@ -300,7 +310,7 @@ class Trainer:
         """HR@10/NDCG@10 sums over the whole (sharded, padded) eval set, after `catch_up`."""
         self.catch_up()
         totals = self.eval_steps(iter(distributed_eval_dataset), tf.constant(num_steps)).numpy()
-        return EvalSums(float(totals[0]), float(totals[1]), float(totals[2]))
+        return EvalSums(*(float(t) for t in totals))
 
 
 def _as_true(op) -> tf.Tensor:

@@ -96,6 +96,6 @@ def test_an_unwritable_folder_is_refused_in_one_sentence_before_the_run(tmp_path
 def test_a_board_that_cannot_write_reports_it_instead_of_failing_the_run(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     board = EpochBoard(tmp_path / "a-file" / "result_0")
-    board.add(EpochStats(1, 2.0, 1.0, 0.0, 1000, 500.0, 1e6, 0.5, 0.3, 0.7))
+    board.add(EpochStats(1, 2.0, 1.0, 0.0, 1000, 500.0, 1e6, 0.5, 0.3, 0.7, 0.6))
     problem = board.close()
     assert problem is not None and "incomplete" in problem and "a-file" in problem

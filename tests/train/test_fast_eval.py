@@ -23,7 +23,7 @@ from harness.train.input_pipeline import eval_dataset, train_dataset
 from harness.train.trainer import Trainer
 from reference.constants import EVAL_ROW
 from reference.eval_rows import duplicate_mask
-from reference.metrics import true_item_positions_numpy
+from reference.metrics import eval_loss, true_item_positions_numpy
 from reference.model import NeuMF
 from reference.optimizer import AdamConfig
 
@@ -119,6 +119,12 @@ def test_trainer_evaluate_fast_equals_reference():
     assert fast.weight == reference.weight == 250
     assert fast.hits == reference.hits
     assert fast.ndcg == pytest.approx(reference.ndcg, rel=1e-6)
+    # The eval loss pooled over padded batches is the reference's loss over the 250 real rows at once.
+    want = eval_loss(model(tf.constant(np.repeat(np.arange(250, dtype=np.int32), EVAL_ROW)),
+                           tf.constant(rows[:250].reshape(-1))), mask[:250].reshape(-1)).numpy()
+    assert fast.loss_weight == reference.loss_weight == 250 * EVAL_ROW
+    assert reference.eval_loss == pytest.approx(float(want), rel=1e-5)
+    assert fast.eval_loss == pytest.approx(float(want), rel=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])

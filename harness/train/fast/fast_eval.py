@@ -28,7 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from reference import constants
-from reference.metrics import hit_and_ndcg_sums
+from reference.metrics import eval_loss_sums, hit_and_ndcg_sums
 from reference.model import NeuMF
 from harness.train.fast.split_mlp import Part, first_layer_halves, half_activation, inline
 
@@ -103,9 +103,12 @@ def eval_logits(model: NeuMF, users: tf.Tensor, items: tf.Tensor,
 
 def eval_sums(model: NeuMF, users: tf.Tensor, items: tf.Tensor, dup_mask: tf.Tensor,
               catalogue: tuple[tf.Tensor, tf.Tensor], match_mlperf: bool, part: Part = inline) -> tf.Tensor:
-    """float32 [3]: (hits, NDCG sum, real rows) of one batch; padding rows count nothing."""
-    logits = eval_logits(model, users, items, catalogue, part)
+    """float32 [5]: (hits, NDCG sum, real rows, eval-loss sum, eval-loss weights) of one batch;
+    padding rows count nothing. The loss pair is `reference.metrics.eval_loss_sums` on the same
+    float32 logits: an elementwise pass over what is already computed."""
+    logits = eval_logits(model, users, items, catalogue, part)                 # [users * 1000] fp32
     hits, ndcg_sum, real = hit_and_ndcg_sums(
         tf.reshape(logits, [-1, constants.EVAL_ROW]), tf.reshape(dup_mask, [-1, constants.EVAL_ROW]),
         match_mlperf=match_mlperf)
-    return tf.stack([tf.cast(hits, tf.float32), ndcg_sum, tf.cast(real, tf.float32)])
+    loss_sum, loss_weight = eval_loss_sums(logits, tf.reshape(dup_mask, [-1]))  # [], []
+    return tf.stack([tf.cast(hits, tf.float32), ndcg_sum, tf.cast(real, tf.float32), loss_sum, loss_weight])
