@@ -32,6 +32,14 @@ class RunDisplay:
     def plan(self, rows: list[tuple[str, str]], title: str) -> None:
         if self.quiet:
             return
+        if not self.console.is_terminal:
+            # Plain text: "label  value" lines, no trailing padding (a borderless table pads every
+            # row to its widest value, which a log or a diff shows as trailing spaces).
+            width = max((len(label) for label, _ in rows), default=0)
+            self.console.print(title, markup=False, highlight=False)
+            for label, value in rows:
+                self.console.print(f"{label:<{width}}  {value}", markup=False, highlight=False)
+            return
         table = Table(title=title, show_header=False, box=None, pad_edge=False)
         table.add_column(style="bold")
         table.add_column()

@@ -69,8 +69,10 @@ def test_a_run_written_to_a_file_has_one_line_per_epoch_and_no_control_codes(tmp
     epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
     assert len(epochs) == 2, text
     assert all("ex/s)" in line and line.endswith("pairs/s)") for line in epochs), epochs
-    lines = [line.rstrip() for line in text.splitlines()]
+    lines = text.splitlines()
     assert any(line.startswith("eval ") and line.endswith("per replica step") for line in lines), text
+    plan = lines[:lines.index(next(line for line in lines if line.startswith("results "))) + 1]
+    assert plan[0] == "NCF benchmark plan" and all(line == line.rstrip() for line in plan), plan
 
 
 # -- the live bar on a terminal ---------------------------------------------------------------
