@@ -214,6 +214,11 @@ class BenchmarkSession:
         except UserError as exc:
             self._abort(log, outcome, "error", progress, str(exc))
             raise
+        except BrokenPipeError:
+            # The reader of stdout left (`run ... | head`): the user stopped the run, as with
+            # Ctrl-C; harness.cli.main then ends quietly with the closed-pipe status.
+            self._abort(log, outcome, "interrupted", progress, "stdout was closed by its reader")
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure must still close the log
             reason = _describe_failure(exc)
             self._abort(log, outcome, "error", progress, reason)

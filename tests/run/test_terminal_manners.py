@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,28 @@ def test_a_reader_that_leaves_after_one_line_ends_the_report_quietly(shared_dir:
     stderr = proc.communicate(timeout=120)[1]
     assert first == b"{\n"
     assert stderr == "" and proc.returncode == CLOSED_PIPE_EXIT
+
+
+@pytest.mark.slow
+def test_a_run_whose_reader_leaves_is_an_interrupted_run_and_ends_quietly(tmp_path: Path) -> None:
+    """`run ... | head`: the reader leaves once the run has started; the run's next line meets the
+    closed pipe inside the timed run, which must end its log aborted (interrupted), keep it as
+    `.incomplete`, and exit with the closed-pipe status and nothing on stderr."""
+    proc = subprocess.Popen(_command("--system", "cpu", "--dataset", "synthetic-small", "--seed", "0",
+                                     "--max-epochs", "3", "--target", "1.0", "--results-dir", str(tmp_path)),
+                            cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(b"run 1/1"):
+            break
+    proc.stdout.close()
+    stderr = proc.communicate(timeout=600)[1].decode()
+    assert proc.returncode == CLOSED_PIPE_EXIT and "Traceback" not in stderr, stderr[-2000:]
+    folder = tmp_path / "results" / "cpu" / "ncf"
+    assert sorted(p.name for p in folder.iterdir()) == ["result_0.json.incomplete", "result_0.txt.incomplete"]
+    summary = json.loads((folder / "result_0.json.incomplete").read_text())
+    assert (summary["status"], summary["abort_reason"]) == ("aborted", "interrupted"), summary
+    assert '"abort_reason": "interrupted"' in (folder / "result_0.txt.incomplete").read_text().splitlines()[-1]
 
 
 # -- a run's output in a file -----------------------------------------------------------------
