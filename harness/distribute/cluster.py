@@ -25,9 +25,11 @@ node's address; when Slurm names this task's node (SLURMD_NODENAME) that is chec
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -43,6 +45,7 @@ _NEEDS = {"flags": "--worker-hosts HOST:PORT,... and --task-index N",
           "slurm": "a Slurm step (SLURM_PROCID and the SLURM_STEP_* variables srun sets)"}
 _COUNTED = {"flags": "in --worker-hosts", "tf-config": "in TF_CONFIG, chief + workers",
             "slurm": "one worker per Slurm task, SLURM_STEP_NUM_TASKS={n}"}
+_PORT_SET_BY = {"flags": "--worker-hosts", "tf-config": "TF_CONFIG", "slurm": "--cluster-port"}
 _SHOWN = {"flags": "--worker-hosts (TFConfigClusterResolver)", "tf-config": "TF_CONFIG (TFConfigClusterResolver)",
           "slurm": "Slurm (SlurmClusterResolver)"}
 
@@ -257,6 +260,31 @@ def check_task_count(cluster: WorkerCluster | None, num_hosts: int, who: str) ->
         raise UserError(f"{who} declares {num_hosts} host{'s' if num_hosts != 1 else ''} but the cluster "
                         f"lists {found} ({_COUNTED[cluster.source].format(n=found)}); {hint} or pick a profile "
                         f"with num_hosts {found}.")
+
+
+def check_own_port_free(cluster: WorkerCluster | None) -> None:
+    """One sentence when the port this task's server will listen on is already taken on this host.
+
+    Why: TensorFlow's gRPC server meets a taken port deep inside the strategy's construction, as
+    `UnknownError: Could not start gRPC server`, after TensorFlow has started. A bind probe (with
+    SO_REUSEADDR, so a previous run's TIME_WAIT sockets do not count, only a listener does) names
+    the port and what sets it first. The probe is closed before TensorFlow binds; a port taken in
+    between still fails TensorFlow's way.
+    """
+    if cluster is None:
+        return
+    address = cluster.workers[cluster.host_index]
+    port = int(address.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise UserError(f"This worker cannot listen on port {port} ({address}): {exc.strerror}; "
+                                f"choose another port with {_PORT_SET_BY[cluster.source]}.") from exc
+            raise UserError(f"Port {port} of this worker ({address}) is already in use on this host: stop "
+                            f"what holds it or choose another port with {_PORT_SET_BY[cluster.source]}.") from exc
 
 
 def describe_cluster(cluster: WorkerCluster | None, request: ClusterRequest, num_hosts: int) -> str:

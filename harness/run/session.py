@@ -35,7 +35,7 @@ def check_hardware(profile: SystemProfile, plan: RunPlan) -> None:
     gate: bf16 compute on a CPU without bf16 instructions is refused unless --allow-emulated-bf16.
     """
     from harness.core.errors import UserError
-    from harness.distribute.cluster import check_task_count
+    from harness.distribute.cluster import check_own_port_free, check_task_count
     from harness.distribute.hardware import bf16_verdict, check_declared_hardware
 
     bf16 = bf16_verdict(plan.precision, plan.device, plan.allow_emulated_bf16)
@@ -44,6 +44,7 @@ def check_hardware(profile: SystemProfile, plan: RunPlan) -> None:
 
     if plan.strategy == "multi_worker_mirrored":   # the one strategy whose hosts form a cluster
         check_task_count(plan.cluster, plan.num_hosts, f"System {profile.name}")
+        check_own_port_free(plan.cluster)
     slurm = plan.cluster if plan.cluster is not None and plan.cluster.source == "slurm" else None
     found = check_declared_hardware(profile, tpu_name=plan.tpu,
                                     worker_hosts=list(slurm.workers) if slurm else plan.worker_hosts,

@@ -23,7 +23,8 @@ import yaml
 
 import test_distributed_multiworker as multiworker
 from harness.core.errors import UserError
-from harness.distribute.cluster import (DEFAULT_CLUSTER_PORT, ClusterRequest, check_task_count, choose_source,
+from harness.distribute.cluster import (DEFAULT_CLUSTER_PORT, ClusterRequest, WorkerCluster, check_own_port_free,
+                                        check_task_count, choose_source,
                                         expand_nodelist, expand_tasks_per_node, read_slurm_step, resolve_cluster)
 from harness.run.plan import PlanOverrides, describe_plan
 from harness.run.profiles import load_profile
@@ -183,6 +184,39 @@ def test_a_slurm_step_of_the_right_size_passes_the_gate(clean_env):
     profile, plan = resolve(PlanOverrides(system="cpu-2host", dataset="synthetic-small", seed=0))
     check_hardware(profile, plan)
     assert plan.cluster.workers == ("127.0.0.1:8888", "127.0.0.1:8889") and plan.cluster.task_index == 1
+
+
+@pytest.mark.parametrize("source, flag", [("flags", "--worker-hosts"), ("slurm", "--cluster-port"),
+                                          ("tf-config", "TF_CONFIG")])
+def test_a_taken_port_of_this_worker_is_one_sentence_before_tensorflow(source, flag):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        mine = WorkerCluster(source, (f"127.0.0.1:{port}", "127.0.0.1:1"), "worker", 0, 0)
+        with pytest.raises(UserError) as err:
+            check_own_port_free(mine)
+        assert str(err.value) == (f"Port {port} of this worker (127.0.0.1:{port}) is already in use on this host: "
+                                  f"stop what holds it or choose another port with {flag}.")
+        check_own_port_free(WorkerCluster(source, (f"127.0.0.1:{port}", "127.0.0.1:1"), "worker", 1, 1))
+    check_own_port_free(mine)   # free again: passes
+    check_own_port_free(None)
+
+
+def test_the_run_command_names_a_taken_port(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, str(REPO / "run_benchmark.py"), "--system", "cpu-2host",
+                               "--dataset", "synthetic-small", "--seed", "0", "--worker-hosts",
+                               f"127.0.0.1:{port},127.0.0.1:1", "--task-index", "0", "--results-dir", str(tmp_path)],
+                              capture_output=True, text=True, cwd=REPO, timeout=120,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("SLURM") and k != "TF_CONFIG"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [f"error: Port {port} of this worker (127.0.0.1:{port}) is already in "
+                                                "use on this host: stop what holds it or choose another port with "
+                                                "--worker-hosts."]
 
 
 def test_a_single_host_profile_needs_no_cluster():
