@@ -86,8 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except UserError as exc:
-        if isinstance(exc.__cause__, BrokenPipeError):   # a run reports what stopped it as a failure
-            return _reader_went_away()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
